@@ -124,9 +124,9 @@ func start(t testing.TB, cfg config) (*Cluster, error) {
 	var initial []string
 	for i := 0; i < cfg.size; i++ {
 		m := &Member{
-			cluster:    c,
-			name:       fmt.Sprintf("m%d", i),
-			dir:        filepath.Join(root, fmt.Sprintf("m%d", i)),
+			cluster:       c,
+			name:          fmt.Sprintf("m%d", i),
+			dir:           filepath.Join(root, fmt.Sprintf("m%d", i)),
 			proxyPort:     ports[4*i],
 			clientPort:    ports[4*i+1],
 			peerProxyPort: ports[4*i+2],

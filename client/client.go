@@ -1,0 +1,245 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/smartroute/smartroute/probe"
+	"github.com/smartroute/smartroute/resolver"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNoHealthyEndpoint is wrapped by the error of a request that no
+	// endpoint can take: the set is empty, or every endpoint is draining
+	// or filtered out by the label selector. (Unhealthy and ejected ones
+	// are still tried in panic mode.)
+	ErrNoHealthyEndpoint = errors.New("no healthy endpoint")
+	// ErrClosed is returned for requests made after Close.
+	ErrClosed = errors.New("client: closed")
+)
+
+// Client routes requests to the endpoints of one service. It is an
+// http.RoundTripper: use it as the Transport of an http.Client whose
+// request URLs name the service (https://api/users). It joins the
+// resolver's endpoint set, the prober's health and RTT and the figures of
+// real requests into one table, and picks an endpoint for every request
+// with the configured policy.
+//
+// A Client is safe for concurrent use. Close it to stop its resolver
+// watch, prober and background work.
+type Client struct {
+	cfg    *config
+	name   string
+	table  *table
+	prober *probe.Prober
+	base   *http.Transport
+	budget *retryBudget
+	lat    *latencyWindow
+	m      *clientMetrics
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// NewFromResolver returns a Client for service whose endpoints come from r.
+// The service name is used in errors, logs and metrics.
+func NewFromResolver(service string, r resolver.Resolver, opts ...Option) (*Client, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	m, err := newClientMetrics(cfg.registerer, service, cfg.policy, cfg.perEndpointMetrics)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	base := cfg.base
+	if base == nil {
+		base = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	c := &Client{
+		cfg:    &cfg,
+		name:   service,
+		base:   base,
+		budget: newRetryBudget(cfg.retry.Budget),
+		m:      m,
+		closed: make(chan struct{}),
+	}
+	if cfg.hedging != nil {
+		c.lat = newLatencyWindow(cfg.retry.Budget.TTL)
+	}
+	c.table = newTable(c.cfg, m)
+	if !cfg.noProbe {
+		checker := cfg.checker
+		if checker == nil {
+			checker = probe.TCP{}
+		}
+		c.prober = probe.New(checker, append([]probe.Option{probe.WithLogger(cfg.logger)}, cfg.probeOpts...)...)
+		c.prober.Subscribe(c.table.onProbe)
+		c.table.onMembership = c.prober.SetAddrs
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.table.run(ctx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.watch(ctx, r)
+	}()
+	return c, nil
+}
+
+// watch feeds the resolver's states into the table until ctx ends.
+func (c *Client) watch(ctx context.Context, r resolver.Resolver) {
+	err := r.Watch(ctx, c.table.update)
+	if ctx.Err() != nil {
+		return
+	}
+	// The resolver stopped for good; keep routing on the last set.
+	c.cfg.logger.Error("client: resolver stopped; keeping the last endpoint set", "service", c.name, "err", err)
+	if err == nil {
+		err = errors.New("resolver stopped")
+	}
+	c.table.update(resolver.State{Err: fmt.Errorf("client: resolver stopped: %w", err)})
+}
+
+// Service returns the service name.
+func (c *Client) Service() string { return c.name }
+
+// Close stops the resolver watch, the prober and background work, and
+// closes idle connections. Requests in flight finish; new ones fail with
+// ErrClosed. Close waits for the goroutines it owns and is idempotent.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.cancel()
+		c.wg.Wait()
+		if c.prober != nil {
+			c.prober.Close()
+		}
+		for _, ep := range c.table.snapshot().all {
+			if t := ep.transport.Load(); t != nil {
+				t.CloseIdleConnections()
+			}
+		}
+	})
+	return nil
+}
+
+// WaitReady waits until the resolver delivered its first endpoint set (or
+// error), or ctx ends. Requests wait for it on their own; WaitReady is for
+// programs that want to fail fast at start.
+func (c *Client) WaitReady(ctx context.Context) error {
+	select {
+	case <-c.table.ready:
+		c.table.mu.Lock()
+		defer c.table.mu.Unlock()
+		if len(c.table.sorted) == 0 && c.table.lastErr != nil {
+			return fmt.Errorf("client: service %q: %w", c.name, c.table.lastErr)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closed:
+		return ErrClosed
+	}
+}
+
+// EndpointInfo describes one endpoint of the table, as Endpoints returns
+// it.
+type EndpointInfo struct {
+	Addr     string
+	Zone     string
+	Weight   uint32
+	Labels   map[string]string
+	Draining bool
+	// Health is what the prober says (Unknown until it decided, or when
+	// probing is off).
+	Health probe.Health
+	// RTT is the peak-EWMA latency estimate from real requests (seeded by
+	// the probe RTT or the default RTT).
+	RTT time.Duration
+	// ProbeRTT is the prober's smoothed RTT.
+	ProbeRTT time.Duration
+	InFlight int64
+	Requests uint64
+	Failures uint64
+	// Ejected is set while outlier detection holds the endpoint out, until
+	// EjectedUntil.
+	Ejected      bool
+	EjectedUntil time.Time
+	// Eligible reports whether the endpoint may take new requests; Why
+	// says why not, or notes panic mode.
+	Eligible bool
+	Why      string
+	Origin   resolver.Origin
+}
+
+// Endpoints returns a snapshot of the table in address order.
+func (c *Client) Endpoints() []EndpointInfo {
+	s := c.table.snapshot()
+	now := c.cfg.now()
+	wall := time.Now()
+	inPanic := s.stable.panic || s.canary.panic
+	out := make([]EndpointInfo, 0, len(s.all))
+	for _, ep := range s.all {
+		a := ep.attrs.Load()
+		info := EndpointInfo{
+			Addr:     ep.addr,
+			Zone:     a.Zone,
+			Weight:   ep.weight(),
+			Labels:   cloneLabels(a.Labels),
+			Draining: a.Draining,
+			Health:   probe.Health(ep.health.Load()),
+			RTT:      ep.latency.raw(),
+			ProbeRTT: time.Duration(ep.probeRTT.Load()),
+			InFlight: ep.inflight.Load(),
+			Requests: ep.requests.Load(),
+			Failures: ep.failures.Load(),
+			Origin:   a.Origin,
+		}
+		if ep.ejected(now) {
+			info.Ejected = true
+			info.EjectedUntil = wall.Add(time.Duration(ep.ejectedUntil.Load() - now))
+		}
+		switch classify(c.cfg, ep, now) {
+		case eligible:
+			info.Eligible = true
+		case excludedDraining:
+			info.Why = "draining"
+		case excludedSelector:
+			info.Why = "labels do not match the selector"
+		case excludedUnhealthy:
+			info.Why = "unhealthy"
+			if msg := ep.probeErr.Load(); msg != nil {
+				info.Why += ": " + *msg
+			}
+		case excludedEjected:
+			info.Why = "ejected"
+			if r := ep.ejectReason.Load(); r != nil {
+				info.Why += ": " + *r
+			}
+		}
+		if inPanic && !info.Eligible && !info.Draining && info.Why != "" {
+			info.Why += " (panic mode: still picked)"
+		}
+		out = append(out, info)
+	}
+	return out
+}

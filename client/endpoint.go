@@ -1,0 +1,87 @@
+package client
+
+import (
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/smartroute/smartroute/resolver"
+)
+
+// endpoint is the table's state for one address. It survives membership
+// changes: an update that adds or changes other endpoints does not reset
+// what was learned about this one. The pick path reads it through atomics
+// only.
+type endpoint struct {
+	addr string
+
+	// attrs are the resolver's attributes (weight, zone, labels, draining),
+	// replaced as a whole when they change.
+	attrs atomic.Pointer[resolver.Endpoint]
+
+	// Passive figures from real requests.
+	inflight atomic.Int64
+	latency  peakEWMA
+	requests atomic.Uint64
+	failures atomic.Uint64
+
+	// Active figures from the prober.
+	health   atomic.Int32 // probe.Health
+	probeRTT atomic.Int64 // smoothed probe RTT, ns
+	probeErr atomic.Pointer[string]
+
+	// Outlier detection (see outlier.go).
+	consecutiveFailures atomic.Int32
+	ejectedUntil        atomic.Int64 // nanotime; 0 when not ejected
+	ejections           atomic.Int32 // ejections so far, for the growing ejection time
+	lastUnejected       atomic.Int64 // nanotime of the last return from ejection
+	ejectReason         atomic.Pointer[string]
+
+	// activeSince is when the endpoint last became pickable (added, or back
+	// from ejection or ill health), for slow start.
+	activeSince atomic.Int64
+
+	// removed is set once the resolver dropped the endpoint; its idle
+	// connections are closed when its last request ends.
+	removed atomic.Bool
+
+	// transport is the per-endpoint HTTP transport, created on first use.
+	transport atomic.Pointer[http.Transport]
+}
+
+func newEndpoint(e resolver.Endpoint, now int64) *endpoint {
+	ep := &endpoint{addr: e.Addr}
+	ep.attrs.Store(&e)
+	ep.activeSince.Store(now)
+	return ep
+}
+
+// weight returns the resolver weight with the default applied.
+func (ep *endpoint) weight() uint32 {
+	w := ep.attrs.Load().Weight
+	if w == 0 {
+		return 1
+	}
+	return w
+}
+
+// ejected reports whether outlier detection has the endpoint out at now.
+func (ep *endpoint) ejected(now int64) bool {
+	until := ep.ejectedUntil.Load()
+	return until != 0 && now < until
+}
+
+// slowStartFactor is the share (minShare..1) of its full attractiveness an
+// endpoint has at now, growing linearly over window after it became
+// active. A window of 0 disables slow start.
+func (ep *endpoint) slowStartFactor(now int64, window time.Duration, minShare float64) float64 {
+	if window <= 0 {
+		return 1
+	}
+	age := now - ep.activeSince.Load()
+	if age >= int64(window) {
+		return 1
+	}
+	f := float64(age) / float64(window)
+	return max(f, minShare)
+}

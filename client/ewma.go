@@ -1,0 +1,82 @@
+package client
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// peakEWMA is the latency estimate of one endpoint, as Finagle's PeakEwma
+// and Linkerd's balancer keep it: a sample above the estimate replaces it at
+// once (latency spikes are believed immediately), a sample below pulls it
+// down with an exponentially weighted moving average whose time constant is
+// tau (the estimate forgets fast recoveries slowly, on purpose).
+//
+// Readers see the estimate decayed towards zero by the time since the last
+// sample. An endpoint nobody has sent to for long thus looks cheaper and
+// cheaper until it is picked again and its estimate refreshed: the built-in
+// exploration that keeps estimates of idle endpoints fresh.
+//
+// observe takes a per-endpoint lock (it runs once per request, not per
+// pick); cost is lock-free. A reader may pair a new value with an old stamp;
+// the error is one decay step, harmless for a heuristic.
+type peakEWMA struct {
+	mu      sync.Mutex
+	cost    atomic.Uint64 // float64 bits, nanoseconds
+	stamp   atomic.Int64  // nanotime of the last sample
+	samples atomic.Uint64 // passive samples seen
+}
+
+// seed sets the estimate before any passive sample (from the probe RTT or
+// the default RTT). It does nothing once real samples arrived.
+func (e *peakEWMA) seed(rtt time.Duration, now int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.samples.Load() > 0 {
+		return
+	}
+	e.cost.Store(math.Float64bits(float64(rtt)))
+	e.stamp.Store(now)
+}
+
+// observe adds one latency sample taken at now (nanotime).
+func (e *peakEWMA) observe(rtt time.Duration, now int64, tau time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cost := math.Float64frombits(e.cost.Load())
+	sample := float64(rtt)
+	if sample > cost || e.samples.Load() == 0 {
+		// A spike replaces the estimate at once; so does the first real
+		// sample, which replaces the seed (a guess, not a measurement).
+		cost = sample
+	} else {
+		td := float64(max(now-e.stamp.Load(), 0))
+		w := math.Exp(-td / float64(tau))
+		cost = cost*w + sample*(1-w)
+	}
+	e.cost.Store(math.Float64bits(cost))
+	e.stamp.Store(now)
+	e.samples.Add(1)
+}
+
+// decayFloor is the idle time below which the decay towards zero is not
+// computed: under a millisecond the factor is 1 to better than 1e-4 with any
+// sane tau, and skipping math.Exp keeps the pick path short for busy
+// endpoints.
+const decayFloor = int64(time.Millisecond)
+
+// value returns the estimate at now, decayed by the idle time.
+func (e *peakEWMA) value(now int64, tau time.Duration) float64 {
+	cost := math.Float64frombits(e.cost.Load())
+	td := now - e.stamp.Load()
+	if td <= decayFloor {
+		return cost
+	}
+	return cost * math.Exp(-float64(td)/float64(tau))
+}
+
+// raw returns the estimate without idle decay, as shown to people.
+func (e *peakEWMA) raw() time.Duration {
+	return time.Duration(math.Float64frombits(e.cost.Load()))
+}

@@ -1,0 +1,274 @@
+package client
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smartroute/smartroute/probe"
+)
+
+// Defaults of the table and the policies.
+const (
+	// DefaultPolicy is LeastLatency.
+	DefaultPolicy = LeastLatency
+	// DefaultDecay is the peak-EWMA time constant, as Finagle's and
+	// Linkerd's 10 s: long enough that one fast answer does not erase a
+	// slow streak, short enough that a recovered endpoint wins traffic back
+	// within tens of seconds.
+	DefaultDecay = 10 * time.Second
+	// DefaultRTT is the latency assumed for a new endpoint before the
+	// prober or a request has measured it: a LAN round trip plus a little
+	// work, neither zero (a newcomer would take every request) nor a
+	// penalty (it would take none).
+	DefaultRTT = 10 * time.Millisecond
+	// DefaultFailurePenalty is the latency a failed request counts as. It
+	// is far above any healthy answer, so the endpoint loses traffic at
+	// once, and it decays like any sample so the endpoint is tried again
+	// once the others' cost rises or time passes.
+	DefaultFailurePenalty = time.Second
+	// DefaultTieBand treats costs within 20% of the lowest as equal: cost
+	// estimates on shared machines jitter by that much, and spreading
+	// among near-equals is what stops many clients herding onto one
+	// endpoint.
+	DefaultTieBand = 0.2
+	// MaxScan bounds how many endpoints least_latency compares per pick, so
+	// a pick stays within a few hundred nanoseconds at any table size;
+	// larger tables are sampled through a window at a random place. Among
+	// 32 random endpoints the best is within the top 3% of the table with
+	// probability 1-0.97^32 ≈ 62%, and within the top 10% with 97%.
+	MaxScan = 32
+	// DefaultPanicThreshold is Envoy's: below 50% healthy, pick among all.
+	DefaultPanicThreshold = 0.5
+	// DefaultRingReplicas is the number of points per endpoint on the
+	// consistent-hash ring (at weight 1): with 100, load is within a few
+	// percent of even and a ring of 10,000 endpoints still builds fast.
+	DefaultRingReplicas = 100
+	// DefaultSlowStartMinShare is the share of traffic a starting endpoint
+	// gets at the beginning of its slow-start window.
+	DefaultSlowStartMinShare = 0.1
+)
+
+// Option configures a Client.
+type Option func(*config)
+
+// config is the resolved configuration, immutable once built.
+type config struct {
+	policy         Policy
+	decay          time.Duration
+	defaultRTT     time.Duration
+	failurePenalty time.Duration
+	tieBand        float64
+	panicThreshold float64
+	ringReplicas   int
+	slowStart      time.Duration
+	slowStartMin   float64
+
+	outlier  OutlierDetection
+	zone     Zone
+	selector map[string]string
+	canary   *Canary
+	hashKey  func(*http.Request) string
+
+	checker   probe.Checker
+	probeOpts []probe.Option
+	noProbe   bool
+
+	retry   RetryPolicy
+	hedging *Hedging
+
+	base *http.Transport
+
+	logger             *slog.Logger
+	registerer         prometheus.Registerer
+	perEndpointMetrics bool
+
+	now func() int64 // monotonic nanoseconds; tests may replace it
+}
+
+func defaultConfig() config {
+	epoch := time.Now()
+	return config{
+		policy:         DefaultPolicy,
+		decay:          DefaultDecay,
+		defaultRTT:     DefaultRTT,
+		failurePenalty: DefaultFailurePenalty,
+		tieBand:        DefaultTieBand,
+		panicThreshold: DefaultPanicThreshold,
+		ringReplicas:   DefaultRingReplicas,
+		slowStartMin:   DefaultSlowStartMinShare,
+		outlier:        OutlierDetection{}.withDefaults(),
+		zone:           Zone{}.withDefaults(),
+		retry:          RetryPolicy{}.withDefaults(),
+		now:            func() int64 { return int64(time.Since(epoch)) },
+	}
+}
+
+func (c *config) validate() error {
+	if _, err := ParsePolicy(string(c.policy)); err != nil {
+		return err
+	}
+	switch {
+	case c.decay <= 0:
+		return fmt.Errorf("client: latency decay %v must be positive", c.decay)
+	case c.defaultRTT <= 0:
+		return fmt.Errorf("client: default RTT %v must be positive", c.defaultRTT)
+	case c.failurePenalty <= 0:
+		return fmt.Errorf("client: failure penalty %v must be positive", c.failurePenalty)
+	case c.tieBand < 0 || c.tieBand > 1:
+		return fmt.Errorf("client: tie band %v must be within [0, 1]", c.tieBand)
+	case c.panicThreshold < 0 || c.panicThreshold > 1:
+		return fmt.Errorf("client: panic threshold %v must be within [0, 1]", c.panicThreshold)
+	case c.slowStart < 0:
+		return fmt.Errorf("client: slow start window %v must not be negative", c.slowStart)
+	case c.ringReplicas < 1:
+		return fmt.Errorf("client: ring replicas %d must be at least 1", c.ringReplicas)
+	}
+	if err := c.outlier.validate(); err != nil {
+		return err
+	}
+	if err := c.zone.validate(); err != nil {
+		return err
+	}
+	if c.canary != nil {
+		if err := c.canary.validate(); err != nil {
+			return err
+		}
+	}
+	if err := c.retry.validate(); err != nil {
+		return err
+	}
+	if c.hedging != nil {
+		if err := c.hedging.validate(); err != nil {
+			return err
+		}
+	}
+	if c.policy == ConsistentHash && c.hashKey == nil {
+		return fmt.Errorf("client: policy %s needs WithHashKey", ConsistentHash)
+	}
+	return nil
+}
+
+// WithPolicy sets the picking policy (default LeastLatency).
+func WithPolicy(p Policy) Option { return func(c *config) { c.policy = p } }
+
+// WithLatencyDecay sets the peak-EWMA time constant (default DefaultDecay).
+func WithLatencyDecay(d time.Duration) Option { return func(c *config) { c.decay = d } }
+
+// WithDefaultRTT sets the latency assumed for an endpoint nothing has
+// measured yet (default DefaultRTT).
+func WithDefaultRTT(d time.Duration) Option { return func(c *config) { c.defaultRTT = d } }
+
+// WithFailurePenalty sets the latency a failed request counts as (default
+// DefaultFailurePenalty).
+func WithFailurePenalty(d time.Duration) Option { return func(c *config) { c.failurePenalty = d } }
+
+// WithTieBand sets the share within which costs count as equal for
+// least_latency (default DefaultTieBand; 0 always takes the single lowest).
+func WithTieBand(share float64) Option { return func(c *config) { c.tieBand = share } }
+
+// WithPanicThreshold sets the healthy share below which the client picks
+// among all endpoints regardless of health (default DefaultPanicThreshold;
+// 0 disables panic mode).
+func WithPanicThreshold(share float64) Option { return func(c *config) { c.panicThreshold = share } }
+
+// WithSlowStart gives a newly added endpoint, or one back from ejection or
+// ill health, a share of traffic that grows linearly from
+// DefaultSlowStartMinShare to all of it over window, as Envoy's slow start
+// does. It acts on least_latency, p2c and least_request (through the cost)
+// and weighted_round_robin (through the weight). Default 0: off.
+func WithSlowStart(window time.Duration) Option { return func(c *config) { c.slowStart = window } }
+
+// WithHashKey sets how consistent_hash takes its key from a request, e.g.
+// HashByHeader("X-User") or HashByClientIP. A request whose key is empty is
+// spread at random.
+func WithHashKey(f func(*http.Request) string) Option { return func(c *config) { c.hashKey = f } }
+
+// WithRingReplicas sets the consistent-hash ring points per endpoint
+// (default DefaultRingReplicas).
+func WithRingReplicas(n int) Option { return func(c *config) { c.ringReplicas = n } }
+
+// WithOutlierDetection configures passive outlier detection; zero fields
+// take their defaults.
+func WithOutlierDetection(o OutlierDetection) Option {
+	return func(c *config) { c.outlier = o.withDefaults() }
+}
+
+// WithZone turns on zone preference; zero fields take their defaults.
+func WithZone(z Zone) Option { return func(c *config) { c.zone = z.withDefaults() } }
+
+// WithLabelSelector sends requests only to endpoints whose labels hold every
+// key=value of sel.
+func WithLabelSelector(sel map[string]string) Option {
+	return func(c *config) { c.selector = cloneLabels(sel) }
+}
+
+// WithCanary sets up a gray release: endpoints matching can.Labels form the
+// canary subset and receive can.Share of requests, plus every marked
+// request (WithCanaryRequest, or the can.Header header set to "true").
+// When the canary subset has no eligible endpoint, its requests go to the
+// stable subset, and the reverse.
+func WithCanary(can Canary) Option {
+	return func(c *config) {
+		can.Labels = cloneLabels(can.Labels)
+		c.canary = &can
+	}
+}
+
+// WithProbe sets the active health check run against every endpoint
+// (default probe.TCP{} with the probe package's defaults).
+func WithProbe(checker probe.Checker, opts ...probe.Option) Option {
+	return func(c *config) {
+		c.checker = checker
+		c.probeOpts = opts
+		c.noProbe = false
+	}
+}
+
+// WithoutProbe turns active health checks off: only passive figures and
+// the resolver decide.
+func WithoutProbe() Option { return func(c *config) { c.noProbe = true } }
+
+// WithRetries configures retries; zero fields take their defaults.
+func WithRetries(r RetryPolicy) Option { return func(c *config) { c.retry = r.withDefaults() } }
+
+// WithHedging turns hedging on for idempotent requests; zero fields take
+// their defaults.
+func WithHedging(h Hedging) Option {
+	return func(c *config) {
+		h = h.withDefaults()
+		c.hedging = &h
+	}
+}
+
+// WithTransport sets the HTTP transport the client clones for every
+// endpoint, keeping its timeouts, TLS configuration and connection limits
+// (default: a clone of http.DefaultTransport). Its Proxy is ignored: the
+// client dials endpoints directly. Its DialContext, if set, is used to
+// reach the picked endpoint's address.
+func WithTransport(t *http.Transport) Option { return func(c *config) { c.base = t } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithRegisterer registers the client's metrics on r.
+func WithRegisterer(r prometheus.Registerer) Option { return func(c *config) { c.registerer = r } }
+
+// WithPerEndpointMetrics adds per-endpoint series (label "endpoint") to
+// the request metrics. Off by default: the label's cardinality is the
+// table's size.
+func WithPerEndpointMetrics(on bool) Option { return func(c *config) { c.perEndpointMetrics = on } }
+
+func cloneLabels(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,66 @@
+package client
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// BenchmarkPick measures one pick per policy and table size, serially and
+// from all cores at once. Every case must report 0 allocs/op.
+//
+//	go test -run XXX -bench BenchmarkPick -benchmem ./client
+func BenchmarkPick(b *testing.B) {
+	for _, policy := range Policies() {
+		for _, n := range []int{10, 100, 10000} {
+			tb, clk := testTable(b, addrs(n), WithoutProbe(), WithPolicy(policy), WithHashKey(HashByHeader("X")))
+			for i, ep := range tb.snapshot().all {
+				tb.observe(ep, outcomeSuccess, time.Duration(1+i%17)*time.Millisecond, clk.now())
+			}
+			name := fmt.Sprintf("%s/n=%d", policy, n)
+			b.Run(name+"/serial", func(b *testing.B) {
+				b.ReportAllocs()
+				var key uint64
+				for b.Loop() {
+					key += 0x9E3779B97F4A7C15
+					pr := pickRequest{now: clk.now(), hash: key, hasHash: true}
+					if tb.snapshot().pick(&pr) == nil {
+						b.Fatal("no pick")
+					}
+				}
+			})
+			b.Run(name+"/parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					var key uint64
+					for pb.Next() {
+						key += 0x9E3779B97F4A7C15
+						pr := pickRequest{now: clk.now(), hash: key, hasHash: true}
+						if tb.snapshot().pick(&pr) == nil {
+							b.Fatal("no pick")
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// TestPickDoesNotAllocate guards the zero-allocation promise in the
+// ordinary test run, so it cannot rot between benchmark runs.
+func TestPickDoesNotAllocate(t *testing.T) {
+	for _, policy := range Policies() {
+		tb, clk := testTable(t, addrs(100), WithoutProbe(), WithPolicy(policy), WithHashKey(HashByHeader("X")),
+			WithCanary(Canary{Labels: map[string]string{"none": "x"}, Share: 0.5}), WithZone(Zone{Local: "z"}), WithSlowStart(time.Second))
+		var key uint64
+		allocs := testing.AllocsPerRun(1000, func() {
+			key += 0x9E3779B97F4A7C15
+			pr := pickRequest{now: clk.now(), hash: key, hasHash: true}
+			pr.addTried(tb.snapshot().pick(&pr))
+			tb.snapshot().pick(&pr)
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocs per pick, want 0", policy, allocs)
+		}
+	}
+}

@@ -1,0 +1,72 @@
+package client
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+)
+
+// Policy names how the client picks an endpoint for each request.
+type Policy string
+
+// The policies. Each picks among the endpoints that are eligible: not
+// draining, matching the label selector, not ejected, not reported
+// unhealthy by the prober (all of them in panic mode), in the local zone
+// when it is healthy.
+const (
+	// LeastLatency picks the endpoint with the lowest cost, where cost is
+	// the peak-EWMA latency × (in-flight requests + 1). Costs within the tie
+	// band of the lowest count as equal and one of them is picked at random,
+	// so that many clients do not herd onto one endpoint. It looks at every
+	// eligible endpoint up to MaxScan, and at a random window of MaxScan
+	// beyond. The default.
+	LeastLatency Policy = "least_latency"
+	// P2C picks two distinct endpoints at random and takes the one with the
+	// lower cost (power of two choices, as Finagle's P2C balancer).
+	P2C Policy = "p2c"
+	// RoundRobin cycles through the endpoints.
+	RoundRobin Policy = "round_robin"
+	// WeightedRoundRobin cycles in proportion to the endpoints' weights,
+	// interleaved smoothly as nginx does (weights 5,1,1 give a a b a c a a,
+	// not a a a a a b c).
+	WeightedRoundRobin Policy = "weighted_round_robin"
+	// LeastRequest picks two distinct endpoints at random and takes the one
+	// with fewer requests in flight (Envoy's and gRPC's least_request).
+	LeastRequest Policy = "least_request"
+	// ConsistentHash maps a key taken from each request (WithHashKey) onto
+	// a hash ring, so that a key keeps going to the same endpoint while it
+	// is eligible; adding one endpoint to N moves about 1/N of the keys.
+	// Requests without a key are spread at random.
+	ConsistentHash Policy = "consistent_hash"
+)
+
+// Policies lists every policy, default first.
+var policies = []Policy{LeastLatency, P2C, RoundRobin, WeightedRoundRobin, LeastRequest, ConsistentHash}
+
+// Policies returns every policy name, the default first.
+func Policies() []Policy { return append([]Policy(nil), policies...) }
+
+// ParsePolicy returns the policy named s, or an error listing the valid
+// names.
+func ParsePolicy(s string) (Policy, error) {
+	for _, p := range policies {
+		if string(p) == s {
+			return p, nil
+		}
+	}
+	names := make([]string, len(policies))
+	for i, p := range policies {
+		names[i] = string(p)
+	}
+	return "", fmt.Errorf("client: unknown policy %q (want one of %s)", s, strings.Join(names, ", "))
+}
+
+// usesCost reports whether the policy ranks endpoints by latency cost; zone
+// preference and slow start then act on the cost.
+func (p Policy) usesCost() bool { return p == LeastLatency || p == P2C || p == LeastRequest }
+
+// randN returns a random int in [0, n). math/rand/v2's top-level functions
+// are lock-free per-thread generators: no contention, no allocation.
+func randN(n int) int { return rand.IntN(n) }
+
+func randUint64() uint64 { return rand.Uint64() }

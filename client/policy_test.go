@@ -1,0 +1,512 @@
+package client
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smartroute/smartroute/probe"
+	"github.com/smartroute/smartroute/resolver"
+)
+
+// fakeClock is a settable monotonic clock for tests of time-driven
+// behaviour (decay, ejection, slow start) that must not depend on the
+// machine's speed.
+type fakeClock struct{ t int64 }
+
+func (c *fakeClock) now() int64              { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t += int64(d) }
+
+// testTable builds a table of the given endpoints with opts applied, on a
+// fake clock.
+func testTable(t testing.TB, eps []resolver.Endpoint, opts ...Option) (*table, *fakeClock) {
+	t.Helper()
+	cfg := defaultConfig()
+	clk := &fakeClock{t: int64(time.Hour)}
+	cfg.now = clk.now
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.logger = discardLogger()
+	m, err := newClientMetrics(nil, "test", cfg.policy, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := newTable(&cfg, m)
+	tb.update(resolver.State{Endpoints: eps})
+	return tb, clk
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func addrs(n int) []resolver.Endpoint {
+	eps := make([]resolver.Endpoint, n)
+	for i := range eps {
+		eps[i] = resolver.Endpoint{Addr: fmt.Sprintf("10.0.%d.%d:80", i/250, i%250+1)}
+	}
+	return eps
+}
+
+func (tb *table) ep(addr string) *endpoint {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return tb.endpoints[addr]
+}
+
+// pickN picks n times and counts picks per address.
+func pickN(tb *table, clk *fakeClock, n int, prep func(*pickRequest)) map[string]int {
+	counts := map[string]int{}
+	for i := 0; i < n; i++ {
+		pr := pickRequest{now: clk.now()}
+		if prep != nil {
+			prep(&pr)
+		}
+		if ep := tb.snapshot().pick(&pr); ep != nil {
+			counts[ep.addr]++
+		} else {
+			counts[""]++
+		}
+	}
+	return counts
+}
+
+func TestWeightedRoundRobinIsSmoothLikeNginx(t *testing.T) {
+	eps := []resolver.Endpoint{
+		{Addr: "a:1", Weight: 5}, {Addr: "b:1", Weight: 1}, {Addr: "c:1", Weight: 1},
+	}
+	tb, clk := testTable(t, eps, WithPolicy(WeightedRoundRobin), WithoutProbe())
+	p := tb.snapshot().stable
+	var seq []string
+	for _, i := range p.wrr {
+		seq = append(seq, p.eps[i].addr[:1])
+	}
+	// nginx's smooth WRR for 5,1,1 (from ngx_http_upstream_round_robin.c).
+	if got, want := strings.Join(seq, ""), "aabacaa"; got != want {
+		t.Fatalf("schedule %s, want %s", got, want)
+	}
+	counts := pickN(tb, clk, 7000, nil)
+	if counts["a:1"] != 5000 || counts["b:1"] != 1000 || counts["c:1"] != 1000 {
+		t.Fatalf("7000 picks: %v, want exactly 5000/1000/1000", counts)
+	}
+}
+
+func TestWeightedRoundRobinProportionsMatchWeights(t *testing.T) {
+	for _, n := range []int{3, 50, 3000} { // 3000 uses the EDF schedule
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			eps := addrs(n)
+			total := 0
+			for i := range eps {
+				eps[i].Weight = uint32(i%7 + 1)
+				total += int(eps[i].Weight)
+			}
+			tb, clk := testTable(t, eps, WithPolicy(WeightedRoundRobin), WithoutProbe())
+			counts := pickN(tb, clk, total*3, nil)
+			for _, e := range eps {
+				if got, want := counts[e.Addr], 3*int(e.Weight); got != want {
+					t.Fatalf("%s weight %d: %d picks in three cycles, want %d", e.Addr, e.Weight, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestRoundRobinSpreadsEvenly(t *testing.T) {
+	tb, clk := testTable(t, addrs(4), WithPolicy(RoundRobin), WithoutProbe())
+	counts := pickN(tb, clk, 400, nil)
+	for _, e := range addrs(4) {
+		if counts[e.Addr] != 100 {
+			t.Fatalf("round robin counts %v, want 100 each", counts)
+		}
+	}
+}
+
+func TestConsistentHashMovesAboutOneNthOfKeysWhenOneIsAdded(t *testing.T) {
+	const n, keys = 10, 20000
+	before, clk := testTable(t, addrs(n), WithPolicy(ConsistentHash), WithoutProbe(), WithHashKey(HashByHeader("X")))
+	after, _ := testTable(t, addrs(n+1), WithPolicy(ConsistentHash), WithoutProbe(), WithHashKey(HashByHeader("X")))
+	owner := func(tb *table, key string) string {
+		pr := pickRequest{now: clk.now(), hash: hashKey(key), hasHash: true}
+		return tb.snapshot().pick(&pr).addr
+	}
+	moved := 0
+	load := map[string]int{}
+	for k := 0; k < keys; k++ {
+		key := fmt.Sprintf("user-%d", k)
+		a, b := owner(before, key), owner(after, key)
+		load[a]++
+		if a != b {
+			moved++
+			if b != addrs(n + 1)[n].Addr {
+				t.Fatalf("key %s moved from %s to %s, not to the new endpoint", key, a, b)
+			}
+		}
+		if owner(before, key) != a {
+			t.Fatalf("key %s not stable", key)
+		}
+	}
+	share := float64(moved) / keys
+	if ideal := 1.0 / (n + 1); share < ideal/2 || share > ideal*1.5 {
+		t.Fatalf("adding one endpoint to %d moved %.1f%% of keys, want about %.1f%%", n, 100*share, 100*ideal)
+	}
+	for addr, c := range load {
+		if ideal := float64(keys) / n; math.Abs(float64(c)-ideal) > 0.35*ideal {
+			t.Fatalf("%s owns %d keys, want about %.0f", addr, c, ideal)
+		}
+	}
+}
+
+func TestConsistentHashSkipsAnEjectedEndpointOnly(t *testing.T) {
+	tb, clk := testTable(t, addrs(5), WithPolicy(ConsistentHash), WithoutProbe(), WithHashKey(HashByHeader("X")))
+	owner := func(key string) string {
+		pr := pickRequest{now: clk.now(), hash: hashKey(key), hasHash: true}
+		return tb.snapshot().pick(&pr).addr
+	}
+	first := map[string]string{}
+	for k := 0; k < 1000; k++ {
+		key := fmt.Sprint(k)
+		first[key] = owner(key)
+	}
+	gone := addrs(5)[2].Addr
+	tb.maybeEject(tb.ep(gone), 5, clk.now())
+	for key, was := range first {
+		now := owner(key)
+		if was != gone && now != was {
+			t.Fatalf("key %s moved from %s to %s though only %s left", key, was, now, gone)
+		}
+		if now == gone {
+			t.Fatalf("key %s still goes to ejected %s", key, gone)
+		}
+	}
+}
+
+func TestLeastLatencyPrefersLowestCostAndSpreadsAmongEquals(t *testing.T) {
+	tb, clk := testTable(t, addrs(4), WithoutProbe(), WithTieBand(0.2))
+	lat := []time.Duration{5 * time.Millisecond, 5 * time.Millisecond, 5200 * time.Microsecond, 25 * time.Millisecond}
+	for i, e := range addrs(4) {
+		tb.observe(tb.ep(e.Addr), outcomeSuccess, lat[i], clk.now())
+	}
+	counts := pickN(tb, clk, 3000, nil)
+	if counts[addrs(4)[3].Addr] != 0 {
+		t.Fatalf("slow endpoint picked %d times: %v", counts[addrs(4)[3].Addr], counts)
+	}
+	for _, e := range addrs(4)[:3] {
+		if c := counts[e.Addr]; c < 800 {
+			t.Fatalf("near-equal endpoint %s picked %d of 3000: the tie band does not spread: %v", e.Addr, c, counts)
+		}
+	}
+	// In-flight requests raise the cost: with seven in flight each fast
+	// endpoint costs 5ms×8 = 40ms, more than the idle slow one's 25ms.
+	for _, e := range addrs(4)[:3] {
+		tb.ep(e.Addr).inflight.Store(7)
+	}
+	counts = pickN(tb, clk, 100, nil)
+	if counts[addrs(4)[3].Addr] != 100 {
+		t.Fatalf("with 7 in flight on every fast endpoint, picks %v, want all on the idle slow one", counts)
+	}
+}
+
+func TestPeakEWMAJumpsToSpikesAndDecaysSlowly(t *testing.T) {
+	tb, clk := testTable(t, addrs(1), WithoutProbe(), WithLatencyDecay(10*time.Second))
+	ep := tb.ep(addrs(1)[0].Addr)
+	tb.observe(ep, outcomeSuccess, 5*time.Millisecond, clk.now())
+	clk.advance(100 * time.Millisecond)
+	tb.observe(ep, outcomeSuccess, 50*time.Millisecond, clk.now())
+	if got := ep.latency.raw(); got != 50*time.Millisecond {
+		t.Fatalf("after a 50ms spike the estimate is %v, want 50ms at once", got)
+	}
+	clk.advance(100 * time.Millisecond)
+	tb.observe(ep, outcomeSuccess, 5*time.Millisecond, clk.now())
+	if got := ep.latency.raw(); got < 49*time.Millisecond {
+		t.Fatalf("one fast sample 100ms later pulled the estimate to %v; peak EWMA forgets slowly", got)
+	}
+	for i := 0; i < 100; i++ { // 10 s of 5ms samples
+		clk.advance(100 * time.Millisecond)
+		tb.observe(ep, outcomeSuccess, 5*time.Millisecond, clk.now())
+	}
+	if got := ep.latency.raw(); got > 25*time.Millisecond {
+		t.Fatalf("after one time constant of 5ms samples the estimate is %v, want well below 25ms", got)
+	}
+	tb.observe(ep, outcomeFailure, time.Millisecond, clk.now())
+	if got := ep.latency.raw(); got < DefaultFailurePenalty {
+		t.Fatalf("a failure counts as %v, want the %v penalty", got, DefaultFailurePenalty)
+	}
+}
+
+func TestIdleEndpointIsExploredAgain(t *testing.T) {
+	tb, clk := testTable(t, addrs(2), WithoutProbe(), WithTieBand(0))
+	fast, slow := tb.ep(addrs(2)[0].Addr), tb.ep(addrs(2)[1].Addr)
+	tb.observe(slow, outcomeSuccess, 30*time.Millisecond, clk.now())
+	// 30ms decays below the busy fast endpoint's 10ms after tau×ln(3) ≈
+	// 11 s; allow up to 20 s.
+	for i := 0; i < 400; i++ {
+		clk.advance(50 * time.Millisecond)
+		tb.observe(fast, outcomeSuccess, 5*time.Millisecond, clk.now())
+		fast.inflight.Store(1) // the fast one is busy: cost 10ms
+		pr := pickRequest{now: clk.now()}
+		if tb.snapshot().pick(&pr) == slow {
+			return // the idle estimate decayed below the busy fast one
+		}
+	}
+	t.Fatal("an endpoint idle for 20 s (two time constants) was never tried again")
+}
+
+func TestNewEndpointStartsFromProbeRTTNotZero(t *testing.T) {
+	tb, clk := testTable(t, addrs(1), WithoutProbe())
+	old := tb.ep(addrs(1)[0].Addr)
+	tb.observe(old, outcomeSuccess, 5*time.Millisecond, clk.now())
+	tb.update(resolver.State{Endpoints: addrs(2)})
+	fresh := tb.ep(addrs(2)[1].Addr)
+	if got := fresh.latency.raw(); got != DefaultRTT {
+		t.Fatalf("new endpoint starts at %v, want the default %v", got, DefaultRTT)
+	}
+	tb.onProbe(probe.Event{Status: probe.Status{Addr: fresh.addr, Health: probe.Healthy, RTT: 2 * time.Millisecond}})
+	if got := fresh.latency.raw(); got != 2*time.Millisecond {
+		t.Fatalf("after a probe the estimate is %v, want the 2ms probe RTT", got)
+	}
+	if got := old.latency.raw(); got != 5*time.Millisecond {
+		t.Fatalf("adding an endpoint reset the old one's estimate to %v", got)
+	}
+}
+
+func TestUnhealthyDrainingAndUnselectedAreNotPicked(t *testing.T) {
+	eps := addrs(5)
+	eps[0].Draining = true
+	eps[1].Labels = map[string]string{"tier": "batch"}
+	for i := 2; i < 5; i++ {
+		eps[i].Labels = map[string]string{"tier": "web"}
+	}
+	tb, clk := testTable(t, eps, WithoutProbe(), WithLabelSelector(map[string]string{"tier": "web"}), WithPanicThreshold(0))
+	tb.onProbe(probe.Event{Status: probe.Status{Addr: eps[2].Addr, Health: probe.Unhealthy}})
+	counts := pickN(tb, clk, 300, nil)
+	for _, i := range []int{0, 1, 2} {
+		if counts[eps[i].Addr] != 0 {
+			t.Fatalf("%s picked %d times: %v", eps[i].Addr, counts[eps[i].Addr], counts)
+		}
+	}
+	if counts[eps[3].Addr]+counts[eps[4].Addr] != 300 {
+		t.Fatalf("picks %v", counts)
+	}
+}
+
+func TestPanicModePicksAmongAllWhenMostAreUnhealthy(t *testing.T) {
+	eps := addrs(5)
+	tb, clk := testTable(t, eps, WithoutProbe(), WithPolicy(RoundRobin))
+	for _, e := range eps[:3] {
+		tb.onProbe(probe.Event{Status: probe.Status{Addr: e.Addr, Health: probe.Unhealthy}})
+	}
+	// 2 of 5 healthy is under the 50% threshold: all five are picked.
+	counts := pickN(tb, clk, 500, nil)
+	for _, e := range eps {
+		if counts[e.Addr] != 100 {
+			t.Fatalf("panic mode picks %v, want 100 each", counts)
+		}
+	}
+	if !tb.snapshot().stable.panic {
+		t.Fatal("snapshot not marked as panic")
+	}
+	tb.onProbe(probe.Event{Status: probe.Status{Addr: eps[0].Addr, Health: probe.Healthy}})
+	// 3 of 5 healthy: out of panic, unhealthy ones get nothing.
+	counts = pickN(tb, clk, 300, nil)
+	if counts[eps[1].Addr]+counts[eps[2].Addr] != 0 {
+		t.Fatalf("after recovery picks %v", counts)
+	}
+}
+
+func TestOutlierDetectionEjectsAndReturnsAfterEjectionTime(t *testing.T) {
+	eps := addrs(10)
+	tb, clk := testTable(t, eps, WithoutProbe(), WithPolicy(RoundRobin),
+		WithOutlierDetection(OutlierDetection{ConsecutiveFailures: 3, BaseEjectionTime: time.Second, MaxEjectedShare: 0.2}))
+	bad := tb.ep(eps[0].Addr)
+	for i := 0; i < 2; i++ {
+		tb.observe(bad, outcomeFailure, time.Millisecond, clk.now())
+	}
+	tb.observe(bad, outcomeSuccess, time.Millisecond, clk.now()) // a success resets the streak
+	for i := 0; i < 2; i++ {
+		tb.observe(bad, outcomeFailure, time.Millisecond, clk.now())
+	}
+	if bad.ejected(clk.now()) {
+		t.Fatal("ejected without 3 consecutive failures")
+	}
+	tb.observe(bad, outcomeFailure, time.Millisecond, clk.now())
+	if !bad.ejected(clk.now()) {
+		t.Fatal("not ejected after 3 consecutive failures")
+	}
+	if c := pickN(tb, clk, 100, nil)[bad.addr]; c != 0 {
+		t.Fatalf("ejected endpoint picked %d times", c)
+	}
+	// Never more than 20% of 10 = 2 ejected at once.
+	for _, e := range eps[1:4] {
+		for i := 0; i < 3; i++ {
+			tb.observe(tb.ep(e.Addr), outcomeFailure, time.Millisecond, clk.now())
+		}
+	}
+	ejected := 0
+	for _, e := range eps {
+		if tb.ep(e.Addr).ejected(clk.now()) {
+			ejected++
+		}
+	}
+	if ejected != 2 {
+		t.Fatalf("%d ejected, want the 20%% cap of 2", ejected)
+	}
+	// The first ejection lasts the base time; the table's timer returns
+	// it (run by hand here).
+	clk.advance(1001 * time.Millisecond)
+	tb.mu.Lock()
+	tb.expireLocked(clk.now())
+	tb.mu.Unlock()
+	if bad.ejected(clk.now()) || pickN(tb, clk, 100, nil)[bad.addr] == 0 {
+		t.Fatal("ejected endpoint did not return after its ejection time")
+	}
+	// A second ejection lasts twice as long.
+	for i := 0; i < 3; i++ {
+		tb.observe(bad, outcomeFailure, time.Millisecond, clk.now())
+	}
+	clk.advance(1500 * time.Millisecond)
+	if !bad.ejected(clk.now()) {
+		t.Fatal("second ejection shorter than 2× the base time")
+	}
+}
+
+func TestZonePreferenceSpillsOverWhenLocalZoneIsUnhealthy(t *testing.T) {
+	eps := addrs(6)
+	for i := range eps {
+		eps[i].Zone = map[bool]string{true: "a", false: "b"}[i < 3]
+	}
+	for _, policy := range []Policy{RoundRobin, LeastLatency} {
+		t.Run(string(policy), func(t *testing.T) {
+			tb, clk := testTable(t, eps, WithoutProbe(), WithPolicy(policy), WithZone(Zone{Local: "a"}), WithPanicThreshold(0))
+			counts := pickN(tb, clk, 600, nil)
+			for _, e := range eps[3:] {
+				if counts[e.Addr] != 0 {
+					t.Fatalf("remote %s picked while the local zone is healthy: %v", e.Addr, counts)
+				}
+			}
+			// Two of three local endpoints down: below 70% healthy, spill
+			// over to every zone.
+			for _, e := range eps[:2] {
+				tb.onProbe(probe.Event{Status: probe.Status{Addr: e.Addr, Health: probe.Unhealthy}})
+			}
+			counts = pickN(tb, clk, 600, nil)
+			for _, e := range eps[3:] {
+				if counts[e.Addr] == 0 {
+					t.Fatalf("remote %s not picked after the local zone failed: %v", e.Addr, counts)
+				}
+			}
+		})
+	}
+}
+
+func TestZonePreferenceSpillsOverWhenLocalZoneIsOverloaded(t *testing.T) {
+	eps := addrs(2)
+	eps[0].Zone, eps[1].Zone = "a", "b"
+	tb, clk := testTable(t, eps, WithoutProbe(), WithZone(Zone{Local: "a", CrossZonePenalty: 2}), WithTieBand(0))
+	local, remote := tb.ep(eps[0].Addr), tb.ep(eps[1].Addr)
+	tb.observe(local, outcomeSuccess, 10*time.Millisecond, clk.now())
+	tb.observe(remote, outcomeSuccess, 10*time.Millisecond, clk.now())
+	if c := pickN(tb, clk, 100, nil); c[local.addr] != 100 {
+		t.Fatalf("idle local zone: picks %v, want all local", c)
+	}
+	local.inflight.Store(2) // cost 30ms > remote 10ms × penalty 2
+	if c := pickN(tb, clk, 100, nil); c[remote.addr] != 100 {
+		t.Fatalf("overloaded local zone: picks %v, want the remote one", c)
+	}
+}
+
+func TestCanaryGetsItsShareAndMarkedRequests(t *testing.T) {
+	eps := addrs(4)
+	eps[3].Labels = map[string]string{"canary": "true"}
+	tb, clk := testTable(t, eps, WithoutProbe(), WithPolicy(RoundRobin),
+		WithCanary(Canary{Labels: map[string]string{"canary": "true"}, Share: 0.1}))
+	counts := pickN(tb, clk, 20000, nil)
+	share := float64(counts[eps[3].Addr]) / 20000
+	if share < 0.08 || share > 0.12 {
+		t.Fatalf("canary share %.3f, want about 0.10", share)
+	}
+	marked := pickN(tb, clk, 100, func(pr *pickRequest) { pr.canary = true })
+	if marked[eps[3].Addr] != 100 {
+		t.Fatalf("marked requests: %v, want all on the canary", marked)
+	}
+	// No eligible canary: marked requests fall back to the stable set.
+	tb.update(resolver.State{Endpoints: eps[:3]})
+	marked = pickN(tb, clk, 30, func(pr *pickRequest) { pr.canary = true })
+	if marked[""] != 0 {
+		t.Fatalf("marked requests without a canary endpoint failed: %v", marked)
+	}
+}
+
+func TestSlowStartRampsANewEndpoint(t *testing.T) {
+	eps := addrs(3)
+	tb, clk := testTable(t, eps, WithoutProbe(), WithPolicy(LeastRequest), WithSlowStart(10*time.Second))
+	clk.advance(time.Minute) // the first three are old
+	tb.update(resolver.State{Endpoints: addrs(4)})
+	fresh := addrs(4)[3].Addr
+	early := pickN(tb, clk, 4000, nil)[fresh]
+	clk.advance(10 * time.Second)
+	late := pickN(tb, clk, 4000, nil)[fresh]
+	if early >= 500 || late < 800 {
+		t.Fatalf("new endpoint got %d of 4000 at start and %d after the window; want few, then its full share (~1000)", early, late)
+	}
+}
+
+func TestRetryPicksAvoidTriedEndpoints(t *testing.T) {
+	for _, policy := range Policies() {
+		t.Run(string(policy), func(t *testing.T) {
+			tb, clk := testTable(t, addrs(3), WithoutProbe(), WithPolicy(policy), WithHashKey(HashByHeader("X")))
+			for i := 0; i < 50; i++ {
+				pr := pickRequest{now: clk.now(), hash: uint64(i) * 0x9E3779B97F4A7C15, hasHash: true}
+				seen := map[string]bool{}
+				for k := 0; k < 3; k++ {
+					ep := tb.snapshot().pick(&pr)
+					if seen[ep.addr] {
+						t.Fatalf("attempt %d went back to %s while others were untried", k+1, ep.addr)
+					}
+					seen[ep.addr] = true
+					pr.addTried(ep)
+				}
+				if ep := tb.snapshot().pick(&pr); ep == nil {
+					t.Fatal("with every endpoint tried, no repeat was allowed")
+				}
+			}
+		})
+	}
+}
+
+func TestStatePersistsAcrossMembershipChanges(t *testing.T) {
+	tb, clk := testTable(t, addrs(2), WithoutProbe())
+	ep := tb.ep(addrs(2)[0].Addr)
+	tb.observe(ep, outcomeSuccess, 42*time.Millisecond, clk.now())
+	ep.inflight.Store(3)
+	tb.update(resolver.State{Endpoints: addrs(5)})
+	tb.update(resolver.State{Endpoints: addrs(4)})
+	if got := tb.ep(ep.addr); got != ep || ep.latency.raw() != 42*time.Millisecond || ep.inflight.Load() != 3 {
+		t.Fatalf("membership change reset state: same=%v rtt=%v inflight=%d", got == ep, ep.latency.raw(), ep.inflight.Load())
+	}
+	changed := addrs(4)
+	changed[0].Weight = 9
+	tb.update(resolver.State{Endpoints: changed})
+	if ep.weight() != 9 || ep.latency.raw() != 42*time.Millisecond {
+		t.Fatal("attribute change lost or reset the endpoint")
+	}
+	tb.update(resolver.State{Err: fmt.Errorf("etcd down"), Endpoints: nil})
+	if len(tb.snapshot().all) != 4 {
+		t.Fatal("a resolver error dropped the last good set")
+	}
+}
+
+func TestParsePolicyNamesTheValidOnes(t *testing.T) {
+	if _, err := ParsePolicy("fastest"); err == nil || !strings.Contains(err.Error(), "least_latency") {
+		t.Fatalf("ParsePolicy(fastest) = %v", err)
+	}
+	for _, p := range Policies() {
+		if got, err := ParsePolicy(string(p)); err != nil || got != p {
+			t.Fatalf("ParsePolicy(%s) = %v, %v", p, got, err)
+		}
+	}
+}

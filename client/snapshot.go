@@ -1,0 +1,180 @@
+package client
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+
+	"github.com/smartroute/smartroute/probe"
+)
+
+// snapshot is the immutable view the pick path reads: the eligible
+// endpoints arranged for the policy. The table builds a new one whenever
+// membership, health, ejection or attributes change, and publishes it with
+// an atomic pointer; a pick never takes a lock.
+type snapshot struct {
+	cfg *config
+	// stable and canary are the two subsets of a gray release; without
+	// WithCanary every endpoint is stable and canary is empty.
+	stable, canary *pool
+	// all is every endpoint of the table, eligible or not, in address
+	// order.
+	all []*endpoint
+}
+
+// pool is the endpoints one pick chooses among, with what the policy
+// precomputed over them.
+type pool struct {
+	eps []*endpoint
+	// remote marks endpoints outside the local zone (nil when no local zone
+	// is set or every endpoint is local); their cost is multiplied by
+	// remotePenalty, so the local zone wins unless it is overloaded.
+	remote        []bool
+	remotePenalty float64
+	// panic is set when too few endpoints were healthy and eps holds all
+	// of them regardless of health.
+	panic bool
+	// localOnly is set when eps was narrowed to the local zone.
+	localOnly bool
+
+	next atomic.Uint64 // round-robin position
+	wrr  []int32       // smooth weighted round-robin schedule of indexes into eps
+	ring []ringEntry   // consistent-hash ring
+}
+
+// eligibility of one endpoint for a pool.
+type eligibility int
+
+const (
+	eligible eligibility = iota
+	excludedDraining
+	excludedSelector
+	excludedUnhealthy
+	excludedEjected
+)
+
+// buildSnapshot arranges eps (in address order) for the configured policy
+// at now.
+func buildSnapshot(cfg *config, eps []*endpoint, now int64) *snapshot {
+	s := &snapshot{cfg: cfg, all: eps}
+	var stable, canary []*endpoint
+	for _, ep := range eps {
+		if cfg.canary != nil && matches(ep.attrs.Load().Labels, cfg.canary.Labels) {
+			canary = append(canary, ep)
+		} else {
+			stable = append(stable, ep)
+		}
+	}
+	s.stable = buildPool(cfg, stable, now)
+	if cfg.canary != nil {
+		s.canary = buildPool(cfg, canary, now)
+	} else {
+		s.canary = &pool{}
+	}
+	return s
+}
+
+// classify says whether ep may take new requests at now, and if not why.
+func classify(cfg *config, ep *endpoint, now int64) eligibility {
+	a := ep.attrs.Load()
+	switch {
+	case a.Draining:
+		return excludedDraining
+	case !matches(a.Labels, cfg.selector):
+		return excludedSelector
+	case probe.Health(ep.health.Load()) == probe.Unhealthy:
+		return excludedUnhealthy
+	case ep.ejected(now):
+		return excludedEjected
+	}
+	return eligible
+}
+
+func buildPool(cfg *config, members []*endpoint, now int64) *pool {
+	p := &pool{remotePenalty: 1}
+	var candidates, healthy []*endpoint
+	for _, ep := range members {
+		switch classify(cfg, ep, now) {
+		case eligible:
+			healthy = append(healthy, ep)
+			candidates = append(candidates, ep)
+		case excludedUnhealthy, excludedEjected:
+			candidates = append(candidates, ep)
+		}
+	}
+	// Panic threshold, as Envoy: when too few endpoints are healthy, the
+	// health signal is more likely wrong than the endpoints, and failing
+	// every request is worse than trying them all.
+	eps := healthy
+	if len(candidates) > 0 && float64(len(healthy)) < cfg.panicThreshold*float64(len(candidates)) {
+		eps = candidates
+		p.panic = true
+	}
+	eps, p.remote, p.remotePenalty, p.localOnly = zoneView(cfg, eps, candidates, healthy)
+	p.eps = eps
+	// Start each new pool at a random place, so that frequent rebuilds do
+	// not favour the first endpoints.
+	p.next.Store(rand.Uint64())
+	switch cfg.policy {
+	case WeightedRoundRobin:
+		p.wrr = smoothWRRSchedule(eps, cfg, now)
+	case ConsistentHash:
+		p.ring = buildRing(eps, cfg.ringReplicas)
+	}
+	return p
+}
+
+// zoneView applies zone preference. While the local zone is healthy (at
+// least zoneMinHealthy of its endpoints eligible, and at least one), cost
+// policies keep every endpoint but weigh remote ones down by the cross-zone
+// penalty, so traffic spills over when the local zone is overloaded; the
+// other policies use the local endpoints only. When the local zone is not
+// healthy, every zone is used alike.
+func zoneView(cfg *config, eps, candidates, healthy []*endpoint) (out []*endpoint, remote []bool, penalty float64, localOnly bool) {
+	if cfg.zone.Local == "" {
+		return eps, nil, 1, false
+	}
+	var localAll, localHealthy int
+	for _, ep := range candidates {
+		if ep.attrs.Load().Zone == cfg.zone.Local {
+			localAll++
+		}
+	}
+	for _, ep := range healthy {
+		if ep.attrs.Load().Zone == cfg.zone.Local {
+			localHealthy++
+		}
+	}
+	localOK := localHealthy > 0 && float64(localHealthy) >= cfg.zone.MinHealthy*float64(localAll)
+	if !localOK {
+		return eps, nil, 1, false
+	}
+	if !cfg.policy.usesCost() {
+		local := make([]*endpoint, 0, localHealthy)
+		for _, ep := range healthy {
+			if ep.attrs.Load().Zone == cfg.zone.Local {
+				local = append(local, ep)
+			}
+		}
+		return local, nil, 1, true
+	}
+	remote = make([]bool, len(eps))
+	any := false
+	for i, ep := range eps {
+		remote[i] = ep.attrs.Load().Zone != cfg.zone.Local
+		any = any || remote[i]
+	}
+	if !any {
+		return eps, nil, 1, false
+	}
+	return eps, remote, cfg.zone.CrossZonePenalty, false
+}
+
+// matches reports whether labels hold every key=value of sel.
+func matches(labels, sel map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,325 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/smartroute/smartroute/probe"
+	"github.com/smartroute/smartroute/resolver"
+)
+
+type snapshotPointer = atomic.Pointer[snapshot]
+
+// table is the endpoint table: the resolver's set joined with the prober's
+// health and RTT and the passive figures of real requests. Writers (the
+// resolver, the prober, request outcomes that eject) take mu and publish a
+// new snapshot; the pick path only loads the snapshot.
+type table struct {
+	cfg *config
+	m   *clientMetrics
+
+	snap snapshotPointer
+
+	mu        sync.Mutex
+	endpoints map[string]*endpoint
+	sorted    []*endpoint
+	ejected   int   // endpoints currently ejected
+	resolved  bool  // a resolver state arrived
+	lastErr   error // the resolver's latest error, nil after a good state
+	// slowStartStep is when the weighted schedule is next refreshed for
+	// slow start.
+	slowStartStep int64
+
+	// onMembership is called with the new address list after the set
+	// changed, to retarget the prober. Calls are serial (the resolver's
+	// updates are) and made without mu held.
+	onMembership func(addrs []string)
+
+	wake  chan struct{} // nudges run to recompute its timer
+	ready chan struct{} // closed once the first resolver state arrived
+}
+
+func newTable(cfg *config, m *clientMetrics) *table {
+	t := &table{
+		cfg:       cfg,
+		m:         m,
+		endpoints: make(map[string]*endpoint),
+		wake:      make(chan struct{}, 1),
+		ready:     make(chan struct{}),
+	}
+	t.snap.Store(buildSnapshot(cfg, nil, cfg.now()))
+	return t
+}
+
+func (t *table) snapshot() *snapshot { return t.snap.Load() }
+
+// update applies a resolver state: endpoints added, changed and removed.
+// Endpoints that stay keep their state.
+func (t *table) update(st resolver.State) {
+	now := t.cfg.now()
+	t.mu.Lock()
+	t.lastErr = st.Err
+	if st.Err != nil {
+		// Resolvers keep their last good set on errors, and so do we.
+		t.m.resolverErrors.Inc()
+	}
+	var addrs []string
+	if st.Err == nil || !t.resolved {
+		addrs = t.applyLocked(st.Endpoints, now)
+	}
+	if !t.resolved {
+		t.resolved = true
+		close(t.ready)
+	}
+	t.mu.Unlock()
+	if addrs != nil && t.onMembership != nil {
+		t.onMembership(addrs)
+	}
+}
+
+// applyLocked merges a resolver set into the table. It returns the new
+// address list when membership changed, nil otherwise.
+func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
+	seen := make(map[string]bool, len(eps))
+	changed := false
+	for _, e := range eps {
+		if seen[e.Addr] {
+			continue // a resolver should not repeat an address; keep the first
+		}
+		seen[e.Addr] = true
+		ep, ok := t.endpoints[e.Addr]
+		if !ok {
+			ep = newEndpoint(e, now)
+			ep.latency.seed(t.cfg.defaultRTT, now)
+			t.endpoints[e.Addr] = ep
+			changed = true
+			continue
+		}
+		if old := ep.attrs.Load(); !old.Equal(e) || old.Origin != e.Origin {
+			e := e
+			ep.attrs.Store(&e)
+			changed = true
+		}
+	}
+	membership := false
+	for addr, ep := range t.endpoints {
+		if !seen[addr] {
+			delete(t.endpoints, addr)
+			ep.removed.Store(true)
+			if ep.ejected(now) {
+				t.ejected--
+			}
+			ep.closeIdleIfUnused()
+			t.m.forget(addr)
+			changed, membership = true, true
+		}
+	}
+	if len(t.endpoints) != len(t.sorted) {
+		membership = true
+	}
+	if !changed && t.sorted != nil {
+		return nil
+	}
+	t.sorted = make([]*endpoint, 0, len(t.endpoints))
+	for _, ep := range t.endpoints {
+		t.sorted = append(t.sorted, ep)
+	}
+	slices.SortFunc(t.sorted, func(a, b *endpoint) int { return strings.Compare(a.addr, b.addr) })
+	t.rebuildLocked(now)
+	if !membership {
+		return nil
+	}
+	addrs := make([]string, len(t.sorted))
+	for i, ep := range t.sorted {
+		addrs[i] = ep.addr
+	}
+	return addrs
+}
+
+// rebuildLocked publishes a new snapshot of the current table.
+func (t *table) rebuildLocked(now int64) {
+	s := buildSnapshot(t.cfg, t.sorted, now)
+	t.snap.Store(s)
+	t.m.observeSnapshot(s, now)
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// onProbe applies one probe result: health changes rebuild the snapshot;
+// RTTs seed the latency estimate of endpoints no request has measured yet.
+func (t *table) onProbe(ev probe.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ep, ok := t.endpoints[ev.Addr]
+	if !ok {
+		return
+	}
+	now := t.cfg.now()
+	if ev.RTT > 0 {
+		ep.probeRTT.Store(int64(ev.RTT))
+		ep.latency.seed(ev.RTT, now)
+	}
+	if ev.LastErr != nil {
+		msg := ev.LastErr.Error()
+		ep.probeErr.Store(&msg)
+	} else {
+		ep.probeErr.Store(nil)
+	}
+	old := probe.Health(ep.health.Swap(int32(ev.Health)))
+	if old == ev.Health {
+		return
+	}
+	if old == probe.Unhealthy {
+		ep.activeSince.Store(now) // back from ill health: slow start again
+	}
+	t.rebuildLocked(now)
+}
+
+// outcome is what became of one attempt.
+type outcome int
+
+const (
+	outcomeSuccess outcome = iota
+	outcomeFailure         // connection error, timeout, 5xx: counts against the endpoint
+	outcomeNeutral         // cancelled by the caller, or a 4xx: says nothing of the endpoint
+)
+
+// observe records the passive figures of one finished attempt and runs
+// outlier detection.
+func (t *table) observe(ep *endpoint, o outcome, latency time.Duration, now int64) {
+	ep.requests.Add(1)
+	switch o {
+	case outcomeSuccess:
+		ep.latency.observe(latency, now, t.cfg.decay)
+		ep.consecutiveFailures.Store(0)
+	case outcomeFailure:
+		ep.failures.Add(1)
+		ep.latency.observe(max(latency, t.cfg.failurePenalty), now, t.cfg.decay)
+		n := ep.consecutiveFailures.Add(1)
+		if !t.cfg.outlier.Disabled && int(n) >= t.cfg.outlier.ConsecutiveFailures {
+			t.maybeEject(ep, int(n), now)
+		}
+	}
+}
+
+// maybeEject ejects ep unless that would put more than the allowed share of
+// the table out, or it is out already.
+func (t *table) maybeEject(ep *endpoint, failures int, now int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ep.removed.Load() || ep.ejected(now) {
+		return
+	}
+	if t.ejected >= t.cfg.outlier.maxEjected(len(t.sorted)) {
+		return
+	}
+	if last := ep.lastUnejected.Load(); last != 0 && now-last > int64(t.cfg.outlier.MaxEjectionTime) {
+		ep.ejections.Store(0) // healthy for long: forget earlier ejections
+	}
+	n := ep.ejections.Add(1)
+	d := t.cfg.outlier.ejectionTime(n)
+	ep.ejectedUntil.Store(now + int64(d))
+	reason := fmt.Sprintf("%d consecutive failures (ejection %d, for %v)", failures, n, d)
+	ep.ejectReason.Store(&reason)
+	ep.consecutiveFailures.Store(0)
+	t.ejected++
+	t.m.ejections.Inc()
+	t.cfg.logger.Warn("client: endpoint ejected", "endpoint", ep.addr, "failures", failures, "for", d)
+	t.rebuildLocked(now)
+}
+
+// expireLocked returns ejected endpoints whose time is up and reports the
+// next moment something time-driven changes (an ejection ends, or a slow
+// start step), or 0 for none.
+func (t *table) expireLocked(now int64) (next int64) {
+	changed := false
+	for _, ep := range t.sorted {
+		until := ep.ejectedUntil.Load()
+		if until == 0 {
+			continue
+		}
+		if now >= until {
+			ep.ejectedUntil.Store(0)
+			ep.lastUnejected.Store(now)
+			ep.activeSince.Store(now) // back from ejection: slow start again
+			t.ejected--
+			changed = true
+			t.cfg.logger.Info("client: endpoint returns from ejection", "endpoint", ep.addr)
+			continue
+		}
+		if next == 0 || until < next {
+			next = until
+		}
+	}
+	if t.cfg.slowStart > 0 && t.cfg.policy == WeightedRoundRobin {
+		// The schedule holds slow-start weights: refresh it in ten steps
+		// over the window while an endpoint is starting.
+		starting := false
+		for _, ep := range t.sorted {
+			if now-ep.activeSince.Load() < int64(t.cfg.slowStart) {
+				starting = true
+				break
+			}
+		}
+		if starting {
+			if now >= t.slowStartStep {
+				changed = true
+				t.slowStartStep = now + int64(t.cfg.slowStart/10)
+			}
+			if next == 0 || t.slowStartStep < next {
+				next = t.slowStartStep
+			}
+		}
+	}
+	if changed {
+		t.rebuildLocked(now)
+	}
+	return next
+}
+
+// run ends ejections and advances slow start on time, until ctx ends.
+func (t *table) run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		t.mu.Lock()
+		now := t.cfg.now()
+		next := t.expireLocked(now)
+		t.mu.Unlock()
+		wait := time.Hour
+		if next != 0 {
+			wait = time.Duration(next - now)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-t.wake:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// addrs returns the current addresses in order.
+func (t *table) addrs() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, len(t.sorted))
+	for i, ep := range t.sorted {
+		out[i] = ep.addr
+	}
+	return out
+}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +51,55 @@ type Client struct {
 	closeOnce sync.Once
 }
 
+// New returns a Client for target, one of
+//
+//	etcd:///api                            (needs WithEtcdClient)
+//	dns:///api.example.com:443
+//	dns+srv:///_api._tcp.example.com
+//	static:///10.0.0.1:443,10.0.0.2:443
+//
+// The service name used in errors, logs and metrics is the etcd service,
+// the DNS name, or the static target's first address.
+func New(target string, opts ...Option) (*Client, error) {
+	t, err := resolver.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	ropts := append([]resolver.Option(nil), cfg.resolverOpts...)
+	if cfg.etcd != nil {
+		ropts = append(ropts, resolver.WithEtcdClient(cfg.etcd))
+	}
+	if cfg.logger != nil {
+		ropts = append(ropts, resolver.WithLogger(cfg.logger))
+	}
+	if cfg.registerer != nil {
+		ropts = append(ropts, resolver.WithRegisterer(cfg.registerer))
+	}
+	r, err := t.Build(ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return NewFromResolver(serviceName(t), r, opts...)
+}
+
+// serviceName names the service a target resolves.
+func serviceName(t resolver.Target) string {
+	switch t.Scheme {
+	case resolver.SchemeDNS:
+		if host, _, err := net.SplitHostPort(t.Endpoint); err == nil {
+			return host
+		}
+	case resolver.SchemeStatic:
+		first, _, _ := strings.Cut(t.Endpoint, ",")
+		return first
+	}
+	return t.Endpoint
+}
+
 // NewFromResolver returns a Client for service whose endpoints come from r.
 // The service name is used in errors, logs and metrics.
 func NewFromResolver(service string, r resolver.Resolver, opts ...Option) (*Client, error) {
@@ -58,6 +109,9 @@ func NewFromResolver(service string, r resolver.Resolver, opts ...Option) (*Clie
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.policy == ConsistentHash && cfg.hashKey == nil {
+		return nil, fmt.Errorf("client: policy %s needs WithHashKey", ConsistentHash)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
@@ -223,6 +277,8 @@ func (c *Client) Endpoints() []EndpointInfo {
 			info.Eligible = true
 		case excludedDraining:
 			info.Why = "draining"
+		case excludedNotConnected:
+			info.Why = "not connected"
 		case excludedSelector:
 			info.Why = "labels do not match the selector"
 		case excludedUnhealthy:

@@ -47,6 +47,9 @@ type endpoint struct {
 
 	// transport is the per-endpoint HTTP transport, created on first use.
 	transport atomic.Pointer[http.Transport]
+
+	// child is the gRPC balancer's pickfirst child for this endpoint.
+	child atomic.Pointer[grpcChild]
 }
 
 func newEndpoint(e resolver.Endpoint, now int64) *endpoint {

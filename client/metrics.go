@@ -68,7 +68,7 @@ func newClientMetrics(r prometheus.Registerer, service string, policy Policy, pe
 		Name: "request_duration_seconds", Help: "Request latency to response headers, retries and hedges included.",
 		Buckets: latencyBucketsSeconds}, []string{"service"})).(*prometheus.HistogramVec)
 	endpoints := reg(prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: metrics.Namespace, Subsystem: sub,
-		Name: "endpoints", Help: "Endpoints in the table, by state (eligible, ejected, unhealthy, draining, unselected)."}, []string{"service", "state"})).(*prometheus.GaugeVec)
+		Name: "endpoints", Help: "Endpoints in the table, by state (eligible, ejected, unhealthy, draining, unselected, unconnected)."}, []string{"service", "state"})).(*prometheus.GaugeVec)
 	m := &clientMetrics{
 		picks:          picks.With(prometheus.Labels{"service": service, "policy": string(policy)}),
 		requests:       requests.MustCurryWith(labels),
@@ -96,7 +96,7 @@ func newClientMetrics(r prometheus.Registerer, service string, policy Policy, pe
 
 // observeSnapshot sets the endpoint-state gauges from a new snapshot.
 func (m *clientMetrics) observeSnapshot(s *snapshot, now int64) {
-	counts := map[string]float64{"eligible": 0, "ejected": 0, "unhealthy": 0, "draining": 0, "unselected": 0}
+	counts := map[string]float64{"eligible": 0, "ejected": 0, "unhealthy": 0, "draining": 0, "unselected": 0, "unconnected": 0}
 	for _, ep := range s.all {
 		switch classify(s.cfg, ep, now) {
 		case eligible:
@@ -107,6 +107,8 @@ func (m *clientMetrics) observeSnapshot(s *snapshot, now int64) {
 			counts["unhealthy"]++
 		case excludedDraining:
 			counts["draining"]++
+		case excludedNotConnected:
+			counts["unconnected"]++
 		case excludedSelector:
 			counts["unselected"]++
 		}

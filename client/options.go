@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/smartroute/smartroute/probe"
+	"github.com/smartroute/smartroute/resolver"
 )
 
 // Defaults of the table and the policies.
@@ -82,9 +84,18 @@ type config struct {
 
 	base *http.Transport
 
+	etcd         *clientv3.Client
+	resolverOpts []resolver.Option
+
 	logger             *slog.Logger
 	registerer         prometheus.Registerer
 	perEndpointMetrics bool
+
+	// requireConnected (the gRPC balancer) picks only endpoints whose
+	// child connection is READY.
+	requireConnected bool
+	// hashHeader is the gRPC metadata key of the consistent_hash key.
+	hashHeader string
 
 	now func() int64 // monotonic nanoseconds; tests may replace it
 }
@@ -145,9 +156,6 @@ func (c *config) validate() error {
 		if err := c.hedging.validate(); err != nil {
 			return err
 		}
-	}
-	if c.policy == ConsistentHash && c.hashKey == nil {
-		return fmt.Errorf("client: policy %s needs WithHashKey", ConsistentHash)
 	}
 	return nil
 }
@@ -250,6 +258,15 @@ func WithHedging(h Hedging) Option {
 // client dials endpoints directly. Its DialContext, if set, is used to
 // reach the picked endpoint's address.
 func WithTransport(t *http.Transport) Option { return func(c *config) { c.base = t } }
+
+// WithEtcdClient sets the etcd client that New uses for etcd:/// targets.
+func WithEtcdClient(cli *clientv3.Client) Option { return func(c *config) { c.etcd = cli } }
+
+// WithResolverOptions passes options to the resolver New builds (prefix,
+// DNS servers, refresh bounds).
+func WithResolverOptions(opts ...resolver.Option) Option {
+	return func(c *config) { c.resolverOpts = append(c.resolverOpts, opts...) }
+}
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

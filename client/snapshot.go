@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 
+	"google.golang.org/grpc/connectivity"
+
 	"github.com/smartroute/smartroute/probe"
 )
 
@@ -47,6 +49,7 @@ type eligibility int
 const (
 	eligible eligibility = iota
 	excludedDraining
+	excludedNotConnected
 	excludedSelector
 	excludedUnhealthy
 	excludedEjected
@@ -79,6 +82,8 @@ func classify(cfg *config, ep *endpoint, now int64) eligibility {
 	switch {
 	case a.Draining:
 		return excludedDraining
+	case cfg.requireConnected && !connected(ep):
+		return excludedNotConnected
 	case !matches(a.Labels, cfg.selector):
 		return excludedSelector
 	case probe.Health(ep.health.Load()) == probe.Unhealthy:
@@ -167,6 +172,12 @@ func zoneView(cfg *config, eps, candidates, healthy []*endpoint) (out []*endpoin
 		return eps, nil, 1, false
 	}
 	return eps, remote, cfg.zone.CrossZonePenalty, false
+}
+
+// connected reports whether the endpoint's gRPC child is READY.
+func connected(ep *endpoint) bool {
+	ch := ep.child.Load()
+	return ch != nil && ch.state == connectivity.Ready
 }
 
 // matches reports whether labels hold every key=value of sel.

@@ -40,6 +40,10 @@ type table struct {
 	// updates are) and made without mu held.
 	onMembership func(addrs []string)
 
+	// onRebuild, if set, is called (under mu; it must not block) after
+	// every new snapshot.
+	onRebuild func()
+
 	wake  chan struct{} // nudges run to recompute its timer
 	ready chan struct{} // closed once the first resolver state arrived
 }
@@ -146,6 +150,9 @@ func (t *table) rebuildLocked(now int64) {
 	s := buildSnapshot(t.cfg, t.sorted, now)
 	t.snap.Store(s)
 	t.m.observeSnapshot(s, now)
+	if t.onRebuild != nil {
+		t.onRebuild()
+	}
 	select {
 	case t.wake <- struct{}{}:
 	default:

@@ -1,0 +1,409 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/endpointsharding"
+	"google.golang.org/grpc/balancer/pickfirst"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
+	grpcresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/serviceconfig"
+	"google.golang.org/grpc/status"
+
+	"github.com/smartroute/smartroute/probe"
+	"github.com/smartroute/smartroute/resolver"
+)
+
+// GRPCBalancerName is the name the balancer is registered under, the key
+// in a service config's loadBalancingConfig.
+const GRPCBalancerName = "smartroute"
+
+// RegisterGRPCBalancer registers the "smartroute" balancer with gRPC, so
+// that a service config can select it:
+//
+//	client.RegisterGRPCBalancer()
+//	conn, err := grpc.NewClient("etcd:///api",
+//		grpc.WithResolvers(resolver.NewGRPCBuilder(etcd)),
+//		grpc.WithDefaultServiceConfig(client.GRPCServiceConfig(client.LeastLatency)),
+//		grpc.WithTransportCredentials(creds))
+//
+// Routing settings come from the service config (GRPCConfig); opts set
+// what is per process: WithLogger, WithRegisterer, WithPerEndpointMetrics.
+// gRPC keeps registrations in a global map, so call it once at start-up,
+// before dialling (later calls replace the earlier registration).
+func RegisterGRPCBalancer(opts ...Option) {
+	balancer.Register(grpcBuilder{opts: opts})
+}
+
+// GRPCServiceConfig returns a service config that selects the smartroute
+// balancer with policy.
+func GRPCServiceConfig(policy Policy) string {
+	return fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"policy":%q}}]}`, GRPCBalancerName, policy)
+}
+
+type grpcBuilder struct{ opts []Option }
+
+func (grpcBuilder) Name() string { return GRPCBalancerName }
+
+// ParseConfig validates the balancer's service-config entry, naming the
+// field at fault.
+func (grpcBuilder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
+	return parseGRPCConfig(js)
+}
+
+func (bb grpcBuilder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
+	b := &grpcBalancer{
+		ClientConn: cc,
+		service:    opts.Target.Endpoint(),
+		procOpts:   bb.opts,
+		kick:       make(chan struct{}, 1),
+	}
+	b.child = endpointsharding.NewBalancer(b, opts, balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
+	return b
+}
+
+// grpcBalancer owns the choice of endpoint and leaves connection
+// management to endpointsharding with a pickfirst child per endpoint, as
+// grpc-go's least_request does. It shares the HTTP client's table and
+// policies: health comes from the children's connectivity (which includes
+// gRPC's client-side health checking when the service config enables it)
+// and from the prober; latency from the prober and the time from pick to
+// Done.
+type grpcBalancer struct {
+	balancer.ClientConn // intercepts UpdateState from the child
+	child               balancer.Balancer
+	service             string
+	procOpts            []Option
+
+	mu      sync.Mutex
+	cfgJS   string // the configuration the table was built with
+	table   *table
+	prober  *probe.Prober
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	ready   bool // some child is READY: our picker is in charge
+	closed  bool
+	kick    chan struct{}
+	lastErr error
+}
+
+func (b *grpcBalancer) UpdateClientConnState(ccs balancer.ClientConnState) error {
+	cfg, _ := ccs.BalancerConfig.(*GRPCConfig)
+	if cfg == nil {
+		cfg = &GRPCConfig{}
+	}
+	if err := b.configure(cfg); err != nil {
+		return fmt.Errorf("%w: %v", balancer.ErrBadResolverState, err)
+	}
+	eps := make([]resolver.Endpoint, 0, len(ccs.ResolverState.Endpoints))
+	for _, e := range ccs.ResolverState.Endpoints {
+		if ep, ok := endpointFromGRPC(e); ok {
+			eps = append(eps, ep)
+		}
+	}
+	b.mu.Lock()
+	t := b.table
+	b.mu.Unlock()
+	t.update(resolver.State{Endpoints: eps})
+	return b.child.UpdateClientConnState(balancer.ClientConnState{
+		// Let pickfirst children report client-side health checks.
+		ResolverState: pickfirst.EnableHealthListener(ccs.ResolverState),
+	})
+}
+
+// configure (re)builds the table, prober and background work when the
+// configuration changed.
+func (b *grpcBalancer) configure(gc *GRPCConfig) error {
+	js, _ := json.Marshal(gc)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("balancer closed")
+	}
+	if b.table != nil && string(js) == b.cfgJS {
+		return nil
+	}
+	opts, pc, err := gc.options()
+	if err != nil {
+		return err
+	}
+	cfg := defaultConfig()
+	for _, o := range append(append([]Option(nil), b.procOpts...), opts...) {
+		o(&cfg)
+	}
+	cfg.requireConnected = true
+	cfg.hashHeader = gc.HashHeader
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	m, err := newClientMetrics(cfg.registerer, b.service, cfg.policy, cfg.perEndpointMetrics)
+	if err != nil {
+		return err
+	}
+	b.stopLocked()
+	t := newTable(&cfg, m)
+	if old := b.table; old != nil {
+		t.update(resolver.State{Endpoints: old.resolverSet()})
+		t.adoptChildren(old)
+	}
+	if chk := pc.checker(); chk != nil {
+		b.prober = probe.New(chk, append([]probe.Option{probe.WithLogger(cfg.logger)}, pc.probeOptions()...)...)
+		b.prober.Subscribe(t.onProbe)
+		t.onMembership = b.prober.SetAddrs
+		b.prober.SetAddrs(t.addrs())
+	}
+	t.onRebuild = func() {
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
+	}
+	b.table, b.cfgJS = t, string(js)
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		t.run(ctx)
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.republish(ctx)
+	}()
+	return nil
+}
+
+// republish hands gRPC a fresh picker after the table changed by itself (an
+// ejection ended, a probe result), so RPCs queued for lack of an eligible
+// endpoint are picked again.
+func (b *grpcBalancer) republish(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+		}
+		b.mu.Lock()
+		ready, t := b.ready, b.table
+		b.mu.Unlock()
+		if ready {
+			b.ClientConn.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: &grpcPicker{t: t}})
+		}
+	}
+}
+
+// stopLocked ends the current table's background work and prober.
+func (b *grpcBalancer) stopLocked() {
+	if b.cancel != nil {
+		b.cancel()
+		b.mu.Unlock()
+		b.wg.Wait()
+		b.mu.Lock()
+		b.cancel = nil
+	}
+	if b.prober != nil {
+		b.prober.Close()
+		b.prober = nil
+	}
+}
+
+// UpdateState receives the children's aggregated state from
+// endpointsharding and publishes our picker over the ready ones.
+func (b *grpcBalancer) UpdateState(state balancer.State) {
+	b.mu.Lock()
+	t := b.table
+	b.mu.Unlock()
+	if t == nil {
+		b.ClientConn.UpdateState(state)
+		return
+	}
+	ready := t.setChildren(endpointsharding.ChildStatesFromPicker(state.Picker))
+	b.mu.Lock()
+	b.ready = ready
+	b.mu.Unlock()
+	if !ready {
+		// Nothing connected: endpointsharding's own picker queues or
+		// fails RPCs as the children's states say.
+		b.ClientConn.UpdateState(state)
+		return
+	}
+	b.ClientConn.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: &grpcPicker{t: t}})
+}
+
+func (b *grpcBalancer) ResolverError(err error) {
+	b.mu.Lock()
+	t := b.table
+	b.mu.Unlock()
+	if t != nil {
+		t.update(resolver.State{Err: err})
+	}
+	b.child.ResolverError(err)
+}
+
+func (b *grpcBalancer) UpdateSubConnState(sc balancer.SubConn, st balancer.SubConnState) {
+	// Not called: subchannels belong to the pickfirst children.
+}
+
+func (b *grpcBalancer) ExitIdle() { b.child.ExitIdle() }
+
+func (b *grpcBalancer) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.stopLocked()
+	b.mu.Unlock()
+	b.child.Close()
+}
+
+// endpointFromGRPC reads a gRPC resolver endpoint back into ours, with the
+// attributes the smartroute resolver attached (weight, zone, labels,
+// draining); endpoints from other resolvers get the defaults.
+func endpointFromGRPC(e grpcresolver.Endpoint) (resolver.Endpoint, bool) {
+	if ep, ok := resolver.EndpointFromGRPC(e); ok {
+		return ep, true
+	}
+	if len(e.Addresses) == 0 {
+		return resolver.Endpoint{}, false
+	}
+	return resolver.Endpoint{Addr: e.Addresses[0].Addr}, true
+}
+
+// grpcChild is a pickfirst child's latest state.
+type grpcChild struct {
+	picker balancer.Picker
+	state  connectivity.State
+}
+
+// setChildren records the children's pickers and states and rebuilds the
+// snapshot; it reports whether any child is READY.
+func (t *table) setChildren(children []endpointsharding.ChildState) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ready := false
+	for _, ch := range children {
+		if len(ch.Endpoint.Addresses) == 0 {
+			continue
+		}
+		ep, ok := t.endpoints[ch.Endpoint.Addresses[0].Addr]
+		if !ok {
+			continue
+		}
+		old := ep.child.Load()
+		ep.child.Store(&grpcChild{picker: ch.State.Picker, state: ch.State.ConnectivityState})
+		if ch.State.ConnectivityState == connectivity.Ready {
+			ready = true
+			if old == nil || old.state != connectivity.Ready {
+				ep.activeSince.Store(t.cfg.now()) // (re)connected: slow start
+			}
+		}
+	}
+	t.rebuildLocked(t.cfg.now())
+	return ready
+}
+
+// adoptChildren carries the children's states over to a rebuilt table.
+func (t *table) adoptChildren(old *table) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for addr, ep := range old.endpoints {
+		if nep, ok := t.endpoints[addr]; ok {
+			nep.child.Store(ep.child.Load())
+		}
+	}
+	t.rebuildLocked(t.cfg.now())
+}
+
+// resolverSet returns the table's endpoints as the resolver delivered them.
+func (t *table) resolverSet() []resolver.Endpoint {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]resolver.Endpoint, len(t.sorted))
+	for i, ep := range t.sorted {
+		out[i] = *ep.attrs.Load()
+	}
+	return out
+}
+
+// grpcPicker picks with the table's current snapshot and delegates to the
+// chosen endpoint's pickfirst child. Its Done callback feeds the passive
+// figures: in-flight count, latency from pick to Done, failures.
+type grpcPicker struct{ t *table }
+
+// errNoEligible is returned when endpoints are connected but none may
+// take the RPC (draining, filtered out). gRPC waits for a new picker for
+// wait-for-ready RPCs and fails the others with it.
+var errNoEligible = status.Error(codes.Unavailable, "smartroute: no eligible endpoint")
+
+func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	t := p.t
+	var pr pickRequest
+	pr.now = t.cfg.now()
+	if t.cfg.canary != nil || t.cfg.hashHeader != "" {
+		md, _ := metadata.FromOutgoingContext(info.Ctx)
+		if c := t.cfg.canary; c != nil {
+			if v, _ := info.Ctx.Value(canaryKey{}).(bool); v {
+				pr.canary = true
+			} else if vals := md.Get(c.header()); len(vals) > 0 {
+				pr.canary, _ = strconv.ParseBool(vals[0])
+			}
+		}
+		if h := t.cfg.hashHeader; h != "" {
+			if vals := md.Get(h); len(vals) > 0 && vals[0] != "" {
+				pr.hash, pr.hasHash = hashKey(vals[0]), true
+			}
+		}
+	}
+	ep := t.snapshot().pick(&pr)
+	if ep == nil {
+		return balancer.PickResult{}, errNoEligible
+	}
+	child := ep.child.Load()
+	if child == nil || child.picker == nil {
+		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+	}
+	res, err := child.picker.Pick(info)
+	if err != nil {
+		return res, err
+	}
+	t.m.picks.Inc()
+	ep.inflight.Add(1)
+	start := pr.now
+	done := res.Done
+	res.Done = func(di balancer.DoneInfo) {
+		end := t.cfg.now()
+		o := grpcOutcome(di)
+		t.observe(ep, o, time.Duration(end-start), end)
+		ep.inflight.Add(-1)
+		if done != nil {
+			done(di)
+		}
+	}
+	return res, nil
+}
+
+// grpcOutcome classifies a finished RPC for the endpoint's record: transport
+// failures and overload count against it, the server's application errors
+// do not, and cancellations say nothing.
+func grpcOutcome(di balancer.DoneInfo) outcome {
+	if di.Err == nil {
+		return outcomeSuccess
+	}
+	switch status.Code(di.Err) {
+	case codes.Canceled:
+		return outcomeNeutral
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.ResourceExhausted:
+		return outcomeFailure
+	}
+	return outcomeSuccess
+}

@@ -36,11 +36,11 @@ type GRPCConfig struct {
 	LabelSelector  map[string]string `json:"labelSelector,omitempty"`
 	// HashHeader is the request metadata key whose value is the
 	// consistent_hash key.
-	HashHeader       string                 `json:"hashHeader,omitempty"`
-	OutlierDetection *grpcOutlierDetection  `json:"outlierDetection,omitempty"`
-	Zone             *Zone                  `json:"zone,omitempty"`
-	Canary           *Canary                `json:"canary,omitempty"`
-	Probe            *GRPCProbeConfig       `json:"probe,omitempty"`
+	HashHeader       string                `json:"hashHeader,omitempty"`
+	OutlierDetection *grpcOutlierDetection `json:"outlierDetection,omitempty"`
+	Zone             *Zone                 `json:"zone,omitempty"`
+	Canary           *Canary               `json:"canary,omitempty"`
+	Probe            *GRPCProbeConfig      `json:"probe,omitempty"`
 }
 
 // GRPCProbeConfig configures the balancer's active checks.

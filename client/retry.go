@@ -53,14 +53,14 @@ type RetryBudget struct {
 
 // Defaults of RetryPolicy.
 const (
-	DefaultMaxRetries         = 2
-	DefaultRetryBudgetRatio   = 0.2
-	DefaultRetryMinPerSecond  = 10
-	DefaultRetryBudgetTTL     = 10 * time.Second
-	maxRetriesLimit           = maxAttempts - 1
-	idempotencyKeyHeader      = "Idempotency-Key"
-	idempotencyKeyHeaderAlt   = "X-Idempotency-Key"
-	budgetBuckets             = 10
+	DefaultMaxRetries        = 2
+	DefaultRetryBudgetRatio  = 0.2
+	DefaultRetryMinPerSecond = 10
+	DefaultRetryBudgetTTL    = 10 * time.Second
+	maxRetriesLimit          = maxAttempts - 1
+	idempotencyKeyHeader     = "Idempotency-Key"
+	idempotencyKeyHeaderAlt  = "X-Idempotency-Key"
+	budgetBuckets            = 10
 )
 
 var defaultRetryOn = []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}

@@ -71,6 +71,15 @@ func (s *snapshot) pickFrom(p *pool, r *pickRequest) *endpoint {
 		ep = pickConsistentHash(p, r)
 	}
 	if ep == nil && r.ntried > 0 {
+		// Every local endpoint was tried: another zone's before a repeat.
+		for _, sp := range p.spill {
+			if !r.excluded(sp) {
+				ep = sp
+				break
+			}
+		}
+	}
+	if ep == nil && r.ntried > 0 {
 		// Every eligible endpoint was tried already: a repeat beats no
 		// answer.
 		saved := r.ntried
@@ -84,15 +93,21 @@ func (s *snapshot) pickFrom(p *pool, r *pickRequest) *endpoint {
 // cost ranks endpoint i of a pool; lower is better. byLatency selects the
 // latency cost (peak-EWMA latency × (in-flight + 1), least_latency and
 // p2c) over the request cost (in-flight + 1, least_request). Both are
-// weighed up for remote zones and slow start.
+// weighed up for slow start.
 func (p *pool) cost(i int, cfg *config, now int64, byLatency bool) float64 {
 	ep := p.eps[i]
-	c := float64(ep.inflight.Load() + 1)
+	inflight := ep.inflight.Load()
+	c := float64(inflight + 1)
 	if byLatency {
-		c *= ep.latency.value(now, cfg.decay)
-	}
-	if p.remote != nil && p.remote[i] {
-		c *= p.remotePenalty
+		lat := ep.latency.value(now, cfg.decay)
+		if inflight > 0 && ep.latency.samples.Load() == 0 {
+			// Not measured yet and already busy: its estimate is a guess,
+			// so count it as slow until the first answer (Finagle's
+			// penalty), lest a slow newcomer take every request while its
+			// first is in flight.
+			lat = max(lat, float64(cfg.failurePenalty))
+		}
+		c *= lat
 	}
 	if cfg.slowStart > 0 {
 		c /= ep.slowStartFactor(now, cfg.slowStart, cfg.slowStartMin)

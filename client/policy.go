@@ -61,10 +61,6 @@ func ParsePolicy(s string) (Policy, error) {
 	return "", fmt.Errorf("client: unknown policy %q (want one of %s)", s, strings.Join(names, ", "))
 }
 
-// usesCost reports whether the policy ranks endpoints by latency cost; zone
-// preference and slow start then act on the cost.
-func (p Policy) usesCost() bool { return p == LeastLatency || p == P2C || p == LeastRequest }
-
 // randN returns a random int in [0, n). math/rand/v2's top-level functions
 // are lock-free per-thread generators: no contention, no allocation.
 func randN(n int) int { return rand.IntN(n) }

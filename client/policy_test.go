@@ -403,19 +403,22 @@ func TestZonePreferenceSpillsOverWhenLocalZoneIsUnhealthy(t *testing.T) {
 	}
 }
 
-func TestZonePreferenceSpillsOverWhenLocalZoneIsOverloaded(t *testing.T) {
-	eps := addrs(2)
-	eps[0].Zone, eps[1].Zone = "a", "b"
-	tb, clk := testTable(t, eps, WithoutProbe(), WithZone(Zone{Local: "a", CrossZonePenalty: 2}), WithTieBand(0))
-	local, remote := tb.ep(eps[0].Addr), tb.ep(eps[1].Addr)
-	tb.observe(local, outcomeSuccess, 10*time.Millisecond, clk.now())
-	tb.observe(remote, outcomeSuccess, 10*time.Millisecond, clk.now())
-	if c := pickN(tb, clk, 100, nil); c[local.addr] != 100 {
-		t.Fatalf("idle local zone: picks %v, want all local", c)
+func TestZonePreferenceRetriesInAnotherZone(t *testing.T) {
+	eps := addrs(3)
+	eps[0].Zone, eps[1].Zone, eps[2].Zone = "a", "a", "b"
+	tb, clk := testTable(t, eps, WithoutProbe(), WithZone(Zone{Local: "a"}))
+	s := tb.snapshot()
+	var pr pickRequest
+	pr.now = clk.now()
+	for range 2 {
+		ep := s.pick(&pr)
+		if ep == nil || ep.attrs.Load().Zone != "a" {
+			t.Fatalf("first attempts: picked %v, want the local zone", ep)
+		}
+		pr.addTried(ep)
 	}
-	local.inflight.Store(2) // cost 30ms > remote 10ms × penalty 2
-	if c := pickN(tb, clk, 100, nil); c[remote.addr] != 100 {
-		t.Fatalf("overloaded local zone: picks %v, want the remote one", c)
+	if ep := s.pick(&pr); ep == nil || ep.addr != eps[2].Addr {
+		t.Fatalf("retry after both local endpoints: picked %v, want the remote one", ep)
 	}
 }
 

@@ -27,16 +27,13 @@ type snapshot struct {
 // precomputed over them.
 type pool struct {
 	eps []*endpoint
-	// remote marks endpoints outside the local zone (nil when no local zone
-	// is set or every endpoint is local); their cost is multiplied by
-	// remotePenalty, so the local zone wins unless it is overloaded.
-	remote        []bool
-	remotePenalty float64
+	// spill holds the eligible endpoints of other zones while eps is
+	// narrowed to the healthy local zone: where a retry goes once every
+	// local endpoint was tried.
+	spill []*endpoint
 	// panic is set when too few endpoints were healthy and eps holds all
 	// of them regardless of health.
 	panic bool
-	// localOnly is set when eps was narrowed to the local zone.
-	localOnly bool
 
 	next atomic.Uint64 // round-robin position
 	wrr  []int32       // smooth weighted round-robin schedule of indexes into eps
@@ -95,7 +92,7 @@ func classify(cfg *config, ep *endpoint, now int64) eligibility {
 }
 
 func buildPool(cfg *config, members []*endpoint, now int64) *pool {
-	p := &pool{remotePenalty: 1}
+	p := &pool{}
 	var candidates, healthy []*endpoint
 	for _, ep := range members {
 		switch classify(cfg, ep, now) {
@@ -114,7 +111,7 @@ func buildPool(cfg *config, members []*endpoint, now int64) *pool {
 		eps = candidates
 		p.panic = true
 	}
-	eps, p.remote, p.remotePenalty, p.localOnly = zoneView(cfg, eps, candidates, healthy)
+	eps, p.spill = zoneView(cfg, eps, candidates, healthy)
 	p.eps = eps
 	// Start each new pool at a random place, so that frequent rebuilds do
 	// not favour the first endpoints.
@@ -129,14 +126,12 @@ func buildPool(cfg *config, members []*endpoint, now int64) *pool {
 }
 
 // zoneView applies zone preference. While the local zone is healthy (at
-// least zoneMinHealthy of its endpoints eligible, and at least one), cost
-// policies keep every endpoint but weigh remote ones down by the cross-zone
-// penalty, so traffic spills over when the local zone is overloaded; the
-// other policies use the local endpoints only. When the local zone is not
-// healthy, every zone is used alike.
-func zoneView(cfg *config, eps, candidates, healthy []*endpoint) (out []*endpoint, remote []bool, penalty float64, localOnly bool) {
+// least MinHealthy of its endpoints eligible, and at least one), picks use
+// its eligible endpoints only and the other zones' eligible endpoints are
+// kept aside for retries; otherwise every zone is used alike.
+func zoneView(cfg *config, eps, candidates, healthy []*endpoint) (out, spill []*endpoint) {
 	if cfg.zone.Local == "" {
-		return eps, nil, 1, false
+		return eps, nil
 	}
 	var localAll, localHealthy int
 	for _, ep := range candidates {
@@ -149,29 +144,18 @@ func zoneView(cfg *config, eps, candidates, healthy []*endpoint) (out []*endpoin
 			localHealthy++
 		}
 	}
-	localOK := localHealthy > 0 && float64(localHealthy) >= cfg.zone.MinHealthy*float64(localAll)
-	if !localOK {
-		return eps, nil, 1, false
+	if localHealthy == 0 || float64(localHealthy) < cfg.zone.MinHealthy*float64(localAll) {
+		return eps, nil
 	}
-	if !cfg.policy.usesCost() {
-		local := make([]*endpoint, 0, localHealthy)
-		for _, ep := range healthy {
-			if ep.attrs.Load().Zone == cfg.zone.Local {
-				local = append(local, ep)
-			}
+	out = make([]*endpoint, 0, localHealthy)
+	for _, ep := range healthy {
+		if ep.attrs.Load().Zone == cfg.zone.Local {
+			out = append(out, ep)
+		} else {
+			spill = append(spill, ep)
 		}
-		return local, nil, 1, true
 	}
-	remote = make([]bool, len(eps))
-	any := false
-	for i, ep := range eps {
-		remote[i] = ep.attrs.Load().Zone != cfg.zone.Local
-		any = any || remote[i]
-	}
-	if !any {
-		return eps, nil, 1, false
-	}
-	return eps, remote, cfg.zone.CrossZonePenalty, false
+	return out, spill
 }
 
 // connected reports whether the endpoint's gRPC child is READY.

@@ -183,8 +183,18 @@ func (t *table) onProbe(ev probe.Event) {
 	if old == ev.Health {
 		return
 	}
-	if old == probe.Unhealthy {
+	if old == probe.Unhealthy && ev.Health == probe.Healthy {
 		ep.activeSince.Store(now) // back from ill health: slow start again
+		if ep.ejectedUntil.Load() != 0 {
+			// The probe saw it go down and come back: whatever ejected it
+			// is over (Envoy's successful_active_health_check_uneject_host,
+			// on a recovery rather than on every success, so that a TCP
+			// check cannot undo the ejection of an endpoint answering 5xx).
+			ep.ejectedUntil.Store(0)
+			ep.lastUnejected.Store(now)
+			t.ejected--
+			t.cfg.logger.Info("client: endpoint returns from ejection: health checks recovered", "endpoint", ep.addr)
+		}
 	}
 	t.rebuildLocked(now)
 }

@@ -3,11 +3,15 @@ package client
 import "fmt"
 
 // Zone is zone preference: requests stay in the local zone while it is
-// healthy, and spill over to the other zones when it is not (fewer than
-// MinHealthy of its endpoints eligible) or, for the cost-ranking policies
-// (least_latency, p2c, least_request), when it is overloaded: a remote
-// endpoint is picked when its cost × CrossZonePenalty is below the best
-// local cost.
+// healthy, and spill over to every zone when it is not: when fewer than
+// MinHealthy of its endpoints are eligible (down, ejected by outlier
+// detection for failing under load, or draining). A retry whose local
+// endpoints were all tried goes to another zone at once.
+//
+// Spill-over is decided by health, as Envoy's zone-aware routing does, not
+// by latency: a latency-weighted cross-zone penalty was tried and, on
+// shared machines, latency noise alone sent a third of the requests out
+// of a healthy zone.
 type Zone struct {
 	// Local is this client's zone; empty turns zone preference off.
 	Local string `json:"local,omitempty"`
@@ -16,24 +20,14 @@ type Zone struct {
 	// zone down, its survivors would be overloaded taking all of its
 	// traffic).
 	MinHealthy float64 `json:"minHealthy,omitempty"`
-	// CrossZonePenalty multiplies the cost of remote endpoints (default 2:
-	// a remote endpoint wins once local ones have about one more request
-	// in flight each than it does).
-	CrossZonePenalty float64 `json:"crossZonePenalty,omitempty"`
 }
 
-// Defaults of Zone.
-const (
-	DefaultZoneMinHealthy       = 0.7
-	DefaultZoneCrossZonePenalty = 2.0
-)
+// DefaultZoneMinHealthy is the default Zone.MinHealthy.
+const DefaultZoneMinHealthy = 0.7
 
 func (z Zone) withDefaults() Zone {
 	if z.MinHealthy == 0 {
 		z.MinHealthy = DefaultZoneMinHealthy
-	}
-	if z.CrossZonePenalty == 0 {
-		z.CrossZonePenalty = DefaultZoneCrossZonePenalty
 	}
 	return z
 }
@@ -42,8 +36,6 @@ func (z Zone) validate() error {
 	switch {
 	case z.MinHealthy < 0 || z.MinHealthy > 1:
 		return fmt.Errorf("client: zone: minHealthy %v must be within [0, 1]", z.MinHealthy)
-	case z.CrossZonePenalty < 1:
-		return fmt.Errorf("client: zone: crossZonePenalty %v must be at least 1", z.CrossZonePenalty)
 	}
 	return nil
 }

@@ -1,0 +1,102 @@
+package client
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Choice is the endpoint a pick chose, and why: what Pick returns, and
+// what lbprobe prints.
+type Choice struct {
+	// Addr is the chosen endpoint's address.
+	Addr string
+	// Policy is the policy that chose it.
+	Policy Policy
+	// Canary is set when the endpoint came from the canary subset.
+	Canary bool
+	// Panic is set when too few endpoints were healthy and the pick was
+	// made among all of them (Envoy's panic mode).
+	Panic bool
+	// Eligible is the number of endpoints the pick chose among.
+	Eligible int
+	// Cost is the chosen endpoint's cost for the latency policies: its
+	// peak-EWMA latency × (in-flight + 1), weighed for zone and slow
+	// start; 0 for the others.
+	Cost time.Duration
+	// Reason says in words why this endpoint.
+	Reason string
+}
+
+// Pick returns the endpoint the client's policy would send req to now,
+// and why, without sending anything. The pick is a real one: round-robin
+// positions advance as for a request. req may be nil for policies that do
+// not look at the request. Pick waits for nothing: before the resolver's
+// first answer, or when no endpoint can take req, it fails with an error
+// wrapping ErrNoHealthyEndpoint.
+func (c *Client) Pick(req *http.Request) (Choice, error) {
+	select {
+	case <-c.closed:
+		return Choice{}, ErrClosed
+	default:
+	}
+	var pr pickRequest
+	pr.now = c.cfg.now()
+	if req != nil {
+		if c.cfg.canary != nil {
+			pr.canary = c.cfg.canary.isCanaryRequest(req)
+		}
+		if c.cfg.policy == ConsistentHash {
+			if key := c.cfg.hashKey(req); key != "" {
+				pr.hash, pr.hasHash = hashKey(key), true
+			}
+		}
+	}
+	s := c.table.snapshot()
+	ep := s.pick(&pr)
+	if ep == nil {
+		return Choice{}, c.noEndpoint()
+	}
+	ch := Choice{Addr: ep.addr, Policy: c.cfg.policy}
+	p := s.stable
+	for _, e := range s.canary.eps {
+		if e == ep {
+			p, ch.Canary = s.canary, true
+			break
+		}
+	}
+	ch.Panic, ch.Eligible = p.panic, len(p.eps)
+	for i, e := range p.eps {
+		if e == ep && (ch.Policy == LeastLatency || ch.Policy == P2C) {
+			ch.Cost = time.Duration(p.cost(i, c.cfg, pr.now, true))
+		}
+	}
+	ch.Reason = ch.reason(c.cfg, ep)
+	return ch, nil
+}
+
+func (ch Choice) reason(cfg *config, ep *endpoint) string {
+	var why string
+	switch ch.Policy {
+	case LeastLatency:
+		why = fmt.Sprintf("lowest cost (latency × (in-flight+1)) %v among %d endpoints, at random within the %.0f%% tie band",
+			ch.Cost.Round(time.Microsecond), ch.Eligible, 100*cfg.tieBand)
+	case P2C:
+		why = fmt.Sprintf("lower cost %v of two chosen at random among %d endpoints", ch.Cost.Round(time.Microsecond), ch.Eligible)
+	case LeastRequest:
+		why = fmt.Sprintf("fewer requests in flight (%d) of two chosen at random among %d endpoints", ep.inflight.Load(), ch.Eligible)
+	case RoundRobin:
+		why = fmt.Sprintf("next in turn among %d endpoints", ch.Eligible)
+	case WeightedRoundRobin:
+		why = fmt.Sprintf("next in smooth weighted turn (weight %d) among %d endpoints", ep.weight(), ch.Eligible)
+	case ConsistentHash:
+		why = fmt.Sprintf("owner of the request's hash key on the ring of %d endpoints", ch.Eligible)
+	}
+	if ch.Canary {
+		why += "; canary subset"
+	}
+	if ch.Panic {
+		why += fmt.Sprintf("; panic mode: under %.0f%% of endpoints healthy, picking among all", 100*cfg.panicThreshold)
+	}
+	return why
+}

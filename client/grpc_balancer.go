@@ -94,7 +94,6 @@ type grpcBalancer struct {
 	ready   bool // some child is READY: our picker is in charge
 	closed  bool
 	kick    chan struct{}
-	lastErr error
 }
 
 func (b *grpcBalancer) UpdateClientConnState(ccs balancer.ClientConnState) error {

@@ -25,7 +25,10 @@
 // an idle endpoint's estimate decays so that it is tried again now and
 // then), multiplies it by the requests in flight + 1, and picks the lowest
 // cost, at random among costs within a 20% tie band so that many clients
-// do not herd. A new endpoint starts from its probe RTT, or DefaultRTT.
+// do not herd. A new endpoint starts from its probe RTT, or DefaultRTT;
+// while its first request is in flight it counts as slow (Finagle's
+// penalty), so a slow newcomer cannot take a burst of requests before it
+// is measured.
 // P2C, RoundRobin, WeightedRoundRobin (smooth, as nginx), LeastRequest and
 // ConsistentHash are the alternatives (WithPolicy).
 //
@@ -48,14 +51,31 @@
 //
 // # Subsets
 //
-// WithZone keeps traffic in the local zone while it is healthy and not
-// overloaded; WithLabelSelector restricts the endpoints; WithCanary sends a
+// WithZone keeps traffic in the local zone while it is healthy (at least
+// 70% of its endpoints eligible, so endpoints ejected for failing under
+// load count against it) and retries in another zone once every local
+// endpoint was tried; WithLabelSelector restricts the endpoints; WithCanary sends a
 // share of requests, and every marked one (CanaryContext, or a header), to
 // the endpoints of a gray release; WithSlowStart ramps up new endpoints.
 //
 // # Observability
 //
-// Endpoints returns the table (health, RTT, in-flight, ejection and why).
+// Endpoints returns the table (health, RTT, in-flight, ejection and why);
+// Pick says where the next request would go and why, without sending it.
 // WithRegisterer exports smartroute_client_* metrics; per-endpoint series
 // are opt-in (WithPerEndpointMetrics).
+// # gRPC
+//
+// RegisterGRPCBalancer registers the same table and policies as the gRPC
+// balancer "smartroute", over grpc-go's endpointsharding and pickfirst:
+//
+//	client.RegisterGRPCBalancer()
+//	conn, err := grpc.NewClient("etcd:///api",
+//		grpc.WithResolvers(resolver.NewGRPCBuilder(etcd)),
+//		grpc.WithDefaultServiceConfig(client.GRPCServiceConfig(client.LeastLatency)),
+//		grpc.WithTransportCredentials(creds))
+//
+// GRPCConfig documents the service-config fields. An endpoint that stops
+// costs no failed RPC to wait-for-ready calls when it stops in order
+// (GOAWAY), and none to calls under a retry policy when it crashes.
 package client

@@ -1,0 +1,78 @@
+package testbackend
+
+import (
+	"crypto/tls"
+	"net/http"
+	"time"
+)
+
+// Option configures an HTTP or gRPC backend.
+type Option func(*config)
+
+type config struct {
+	name     string
+	addr     string
+	latency  time.Duration
+	tailP    float64
+	tailK    float64
+	tls      *tls.Config
+	status   int
+	capacity int
+	handler  http.Handler
+}
+
+func newConfig(opts []Option) config {
+	c := config{addr: "127.0.0.1:0"}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// WithName sets the backend's name, echoed in every answer (default: its
+// address).
+func WithName(name string) Option {
+	return func(c *config) { c.name = name }
+}
+
+// WithAddr sets the listen address (default "127.0.0.1:0", a free port).
+func WithAddr(addr string) Option {
+	return func(c *config) { c.addr = addr }
+}
+
+// WithLatency delays every answer by d (changeable later with SetLatency).
+func WithLatency(d time.Duration) Option {
+	return func(c *config) { c.latency = d }
+}
+
+// WithHeavyTail delays a fraction p of the answers k times the latency
+// instead of once (changeable later with SetHeavyTail).
+func WithHeavyTail(p, k float64) Option {
+	return func(c *config) { c.tailP, c.tailK = p, k }
+}
+
+// WithTLS serves TLS with cfg (HTTPS, or gRPC over TLS).
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *config) { c.tls = cfg }
+}
+
+// WithStatus makes an HTTP backend answer every request with code (e.g.
+// 503) instead of 200. Changeable later with SetStatus.
+func WithStatus(code int) Option {
+	return func(c *config) { c.status = code }
+}
+
+// WithCapacity lets at most n requests be worked on at once; further
+// requests queue until a worker is free (or the client gives up). Zero
+// means no limit.
+func WithCapacity(n int) Option {
+	return func(c *config) { c.capacity = n }
+}
+
+// WithHandler makes an HTTP backend answer with h (after the capacity
+// limit and the latency, with X-Backend already set) instead of the
+// default answer. A status set with WithStatus or SetStatus still wins: h
+// is then not called.
+func WithHandler(h http.Handler) Option {
+	return func(c *config) { c.handler = h }
+}

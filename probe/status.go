@@ -1,0 +1,62 @@
+package probe
+
+import (
+	"strconv"
+	"time"
+)
+
+// Health is what the prober concluded about an address.
+type Health int32
+
+const (
+	// Unknown is the health of an address before rise successes or fall
+	// failures in a row decided it.
+	Unknown Health = iota
+	// Healthy follows rise consecutive successful checks.
+	Healthy
+	// Unhealthy follows fall consecutive failed checks.
+	Unhealthy
+)
+
+// String returns "unknown", "healthy" or "unhealthy".
+func (h Health) String() string {
+	switch h {
+	case Unknown:
+		return "unknown"
+	case Healthy:
+		return "healthy"
+	case Unhealthy:
+		return "unhealthy"
+	}
+	return "Health(" + strconv.Itoa(int(h)) + ")"
+}
+
+// Status is what the prober knows about one address.
+type Status struct {
+	// Addr is the probed host:port.
+	Addr string
+	// Health is the current verdict.
+	Health Health
+	// RTT is the smoothed round-trip time of successful checks: an
+	// exponentially weighted moving average whose weights decay with time
+	// (see WithDecay). Zero until a check succeeded.
+	RTT time.Duration
+	// LastRTT is the round-trip time of the last successful check.
+	LastRTT time.Duration
+	// LastErr is the error of the last check, nil if it succeeded.
+	LastErr error
+	// Successes and Failures count the consecutive successful and failed
+	// checks up to now; one of them is always zero.
+	Successes, Failures int
+	// Checks counts every completed check of this address.
+	Checks int64
+	// LastCheck is when the last check completed.
+	LastCheck time.Time
+}
+
+// Event is delivered to subscribers after every completed check.
+type Event struct {
+	Status
+	// HealthChanged reports that this check changed Status.Health.
+	HealthChanged bool
+}

@@ -85,15 +85,15 @@ type grpcBalancer struct {
 	service             string
 	procOpts            []Option
 
-	mu      sync.Mutex
-	cfgJS   string // the configuration the table was built with
-	table   *table
-	prober  *probe.Prober
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	ready   bool // some child is READY: our picker is in charge
-	closed  bool
-	kick    chan struct{}
+	mu     sync.Mutex
+	cfgJS  string // the configuration the table was built with
+	table  *table
+	prober *probe.Prober
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ready  bool // some child is READY: our picker is in charge
+	closed bool
+	kick   chan struct{}
 }
 
 func (b *grpcBalancer) UpdateClientConnState(ccs balancer.ClientConnState) error {

@@ -121,7 +121,9 @@ func TestGRPCBalancerAvoidsTheSlowServerAndFollowsASwap(t *testing.T) {
 		bs = append(bs, b)
 	}
 	bs[2].SetLatency(22 * time.Millisecond)
-	c := e.dial(`{"policy":"least_latency",`+fastGRPCProbe+`}`, "")
+	// A 2 s latency decay (default 10 s) so that the swap is followed
+	// within the test's patience even on a loaded machine.
+	c := e.dial(`{"policy":"least_latency","latencyDecay":"2s",`+fastGRPCProbe+`}`, "")
 
 	// Two callers: with more, the cost model (latency × (in-flight + 1))
 	// rightly sends some calls to the slow server while the fast ones are
@@ -130,7 +132,9 @@ func TestGRPCBalancerAvoidsTheSlowServerAndFollowsASwap(t *testing.T) {
 	if tl.failed > 0 {
 		t.Fatal(tl)
 	}
-	if s := tl.share("s2"); s > 0.05 {
+	// Round robin would send it a third; on a loaded 2-core machine with
+	// the race detector, latency noise is of the order of the 20 ms gap.
+	if s := tl.share("s2"); s > 0.10 {
 		t.Errorf("slow server took %.1f%% of RPCs: %v", 100*s, tl)
 	}
 	t.Logf("before the swap: %v", tl)
@@ -140,7 +144,7 @@ func TestGRPCBalancerAvoidsTheSlowServerAndFollowsASwap(t *testing.T) {
 	start := time.Now()
 	for round := 0; ; round++ {
 		tl = rpcs(ctx, c, 100, 2, nil)
-		if tl.share("s0") <= 0.05 && tl.share("s2") >= 0.05 {
+		if tl.share("s0") <= 0.10 && tl.share("s2") >= 0.10 {
 			break
 		}
 		if round == 50 || ctx.Err() != nil {

@@ -6,8 +6,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/smartroute/smartroute/internal/etcdtest"
+	"github.com/smartroute/smartroute/internal/testbackend"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, etcdtest.IgnoredGoroutines()...)
+	goleak.VerifyTestMain(m, append(etcdtest.IgnoredGoroutines(), testbackend.IgnoredGoroutines()...)...)
 }

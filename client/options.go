@@ -49,6 +49,11 @@ const (
 	// consistent-hash ring (at weight 1): with 100, load is within a few
 	// percent of even and a ring of 10,000 endpoints still builds fast.
 	DefaultRingReplicas = 100
+	// DefaultEmptySetGrace is how long a client keeps routing on its last
+	// endpoints when the resolver suddenly delivers an empty set: the
+	// default lease TTL, time for instances whose leases expired during an
+	// etcd outage to register again.
+	DefaultEmptySetGrace = 10 * time.Second
 	// DefaultSlowStartMinShare is the share of traffic a starting endpoint
 	// gets at the beginning of its slow-start window.
 	DefaultSlowStartMinShare = 0.1
@@ -67,6 +72,7 @@ type config struct {
 	panicThreshold float64
 	ringReplicas   int
 	slowStart      time.Duration
+	emptyGrace     time.Duration
 	slowStartMin   float64
 
 	outlier  OutlierDetection
@@ -111,6 +117,7 @@ func defaultConfig() config {
 		panicThreshold: DefaultPanicThreshold,
 		ringReplicas:   DefaultRingReplicas,
 		slowStartMin:   DefaultSlowStartMinShare,
+		emptyGrace:     DefaultEmptySetGrace,
 		outlier:        OutlierDetection{}.withDefaults(),
 		zone:           Zone{}.withDefaults(),
 		retry:          RetryPolicy{}.withDefaults(),
@@ -235,6 +242,16 @@ func WithProbe(checker probe.Checker, opts ...probe.Option) Option {
 		c.noProbe = false
 	}
 }
+
+// WithEmptySetGrace sets how long the client keeps routing on its last
+// endpoints when the resolver delivers an empty set where it had
+// endpoints (default DefaultEmptySetGrace; 0 applies empty sets at once).
+// A whole service vanishing at once is more often etcd returning from an
+// outage with the leases expired, moments before the instances register
+// again, than a service really gone; stale beats empty, as Eureka's self
+// preservation says. Endpoints held this way are still probed, so dead
+// ones are still avoided.
+func WithEmptySetGrace(d time.Duration) Option { return func(c *config) { c.emptyGrace = max(d, 0) } }
 
 // WithoutProbe turns active health checks off: only passive figures and
 // the resolver decide.

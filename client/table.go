@@ -28,9 +28,13 @@ type table struct {
 	mu        sync.Mutex
 	endpoints map[string]*endpoint
 	sorted    []*endpoint
-	ejected   int   // endpoints currently ejected
-	resolved  bool  // a resolver state arrived
-	lastErr   error // the resolver's latest error, nil after a good state
+	ejected   int // endpoints currently ejected
+	// emptySince is when the resolver started to deliver an empty set
+	// while the table held endpoints (0 when not holding): see
+	// WithEmptySetGrace.
+	emptySince int64
+	resolved   bool  // a resolver state arrived
+	lastErr    error // the resolver's latest error, nil after a good state
 	// slowStartStep is when the weighted schedule is next refreshed for
 	// slow start.
 	slowStartStep int64
@@ -73,7 +77,22 @@ func (t *table) update(st resolver.State) {
 		t.m.resolverErrors.Inc()
 	}
 	var addrs []string
-	if st.Err == nil || !t.resolved {
+	switch {
+	case st.Err != nil && t.resolved:
+	case len(st.Endpoints) == 0 && len(t.sorted) > 0 && t.cfg.emptyGrace > 0 && (t.emptySince == 0 || now-t.emptySince < int64(t.cfg.emptyGrace)):
+		// Every endpoint vanished at once: more often etcd coming back
+		// from an outage with the leases expired, moments before the
+		// instances register again, than a service really gone. Keep
+		// routing on the last set for the grace period (run applies the
+		// empty set when it ends).
+		if t.emptySince == 0 {
+			t.emptySince = now
+			t.cfg.logger.Warn("client: the resolver delivered an empty set; keeping the last one for the grace period",
+				"endpoints", len(t.sorted), "grace", t.cfg.emptyGrace)
+			t.wakeLocked()
+		}
+	default:
+		t.emptySince = 0
 		addrs = t.applyLocked(st.Endpoints, now)
 	}
 	if !t.resolved {
@@ -153,10 +172,33 @@ func (t *table) rebuildLocked(now int64) {
 	if t.onRebuild != nil {
 		t.onRebuild()
 	}
+	t.wakeLocked()
+}
+
+// wakeLocked nudges run to recompute its timer.
+func (t *table) wakeLocked() {
 	select {
 	case t.wake <- struct{}{}:
 	default:
 	}
+}
+
+// endHoldLocked applies the empty set once the grace period of an empty
+// resolver set ran out. It returns the new (empty) address list when it
+// did, and the time it is due otherwise (0 when not holding).
+func (t *table) endHoldLocked(now int64) (addrs []string, due int64) {
+	if t.emptySince == 0 {
+		return nil, 0
+	}
+	if due := t.emptySince + int64(t.cfg.emptyGrace); now < due {
+		return nil, due
+	}
+	t.emptySince = 0
+	t.cfg.logger.Warn("client: the resolver's set stayed empty for the grace period; dropping the last endpoints", "endpoints", len(t.sorted))
+	if addrs := t.applyLocked(nil, now); addrs != nil {
+		return addrs, 0
+	}
+	return []string{}, 0
 }
 
 // onProbe applies one probe result: health changes rebuild the snapshot;
@@ -309,7 +351,14 @@ func (t *table) run(ctx context.Context) {
 		t.mu.Lock()
 		now := t.cfg.now()
 		next := t.expireLocked(now)
+		addrs, due := t.endHoldLocked(now)
+		if due != 0 && (next == 0 || due < next) {
+			next = due
+		}
 		t.mu.Unlock()
+		if addrs != nil && t.onMembership != nil {
+			t.onMembership(addrs)
+		}
 		wait := time.Hour
 		if next != 0 {
 			wait = time.Duration(next - now)

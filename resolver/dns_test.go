@@ -447,3 +447,37 @@ func TestDNSResolverDeliversIPAddressTargetsWithoutQuerying(t *testing.T) {
 		t.Fatalf("queries %v for an IP address target", q)
 	}
 }
+
+// The name server goes down, comes back answering garbage, then heals:
+// the resolver keeps the last good set throughout, reports each error, and
+// follows the fixed answer.
+func TestFaultDNSServerDownThenGarbage(t *testing.T) {
+	t.Parallel()
+	ctx := timeout(t, 15*time.Second)
+	s := dnstest.Start(t)
+	s.SetA("api.example.test", 1, "127.0.0.1", "127.0.0.2")
+	w := startWatch(t, ctx, newDNS(t, s.Addr(), "dns:///api.example.test:80"))
+	w.waitAddrs(t, ctx, "127.0.0.1:80", "127.0.0.2:80")
+
+	s.Stop()
+	st := w.waitErr(t, ctx)
+	if got := addrs(st.Endpoints); len(got) != 2 {
+		t.Fatalf("server down: %s, want the last good set", describe(st))
+	}
+	s.SetFault(dnstest.FaultMalformed)
+	s.Restart(t)
+	waitGarbage := func() resolver.State {
+		for {
+			st := w.waitErr(t, ctx)
+			if errors.Is(st.Err, resolver.ErrBadAnswer) {
+				return st
+			}
+		}
+	}
+	if st := waitGarbage(); len(addrs(st.Endpoints)) != 2 {
+		t.Fatalf("garbage answers: %s, want the last good set", describe(st))
+	}
+	s.SetFault(dnstest.FaultNone)
+	s.SetA("api.example.test", 1, "127.0.0.3")
+	w.waitAddrs(t, ctx, "127.0.0.3:80")
+}

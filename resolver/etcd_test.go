@@ -222,7 +222,7 @@ func cutProxy(t *testing.T, m *etcdtest.Member) (restore func()) {
 	}
 }
 
-func TestEtcdResolverRelistsAfterCompaction(t *testing.T) {
+func TestFaultEtcdResolverRelistsAfterCompaction(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t, etcdtest.WithMembers(3))
 	ctx := timeout(t, 40*time.Second)
@@ -286,7 +286,7 @@ func slicesContain(s []string, v string) bool {
 	return false
 }
 
-func TestEtcdResolverKeepsLastSetWhileEtcdIsDown(t *testing.T) {
+func TestFaultEtcdResolverKeepsLastSetWhileEtcdIsDown(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t)
 	ctx := timeout(t, 40*time.Second)

@@ -132,6 +132,7 @@ func (m *Member) start() error {
 	cfg.TickMs = tickMs
 	cfg.ElectionMs = electionMs
 	cfg.UnsafeNoFsync = true
+	cfg.BcryptCost = 4 // bcrypt.MinCost: tests hash passwords, they need not resist cracking
 	cfg.EnableGRPCGateway = false
 	cfg.InitialCluster = m.initialCluster
 	cfg.InitialClusterToken = "etcdtest"

@@ -1,0 +1,23 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/smartroute/smartroute/internal/etcdtest"
+)
+
+// envRunAsAgent makes the test binary run as regagent itself, so that the
+// process tests exercise main (signals, exit codes) without a go build.
+const envRunAsAgent = "REGAGENT_TEST_RUN_AS_AGENT"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunAsAgent) == "1" {
+		os.Args = append([]string{"regagent"}, os.Args[1:]...)
+		main()
+		return
+	}
+	goleak.VerifyTestMain(m, etcdtest.IgnoredGoroutines()...)
+}

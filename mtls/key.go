@@ -1,0 +1,111 @@
+package mtls
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is the etcd prefix of the certificate key schema:
+//
+//	/certs/ca                 PEM bundle of trusted CAs
+//	/certs/<name>/tls.crt     PEM certificate chain of identity <name>
+//	/certs/<name>/tls.key     its private key, sealed (or plain PEM if allowed)
+const DefaultPrefix = "/certs"
+
+// Names of the keys of the schema below the prefix.
+const (
+	caName   = "ca"
+	certFile = "tls.crt"
+	keyFile  = "tls.key"
+)
+
+// maxNameLen bounds identity names; they become metric label values.
+const maxNameLen = 128
+
+// normPrefix returns prefix without trailing slashes, or DefaultPrefix when
+// it is empty.
+func normPrefix(prefix string) string {
+	p := strings.TrimRight(prefix, "/")
+	if p == "" {
+		if prefix == "" {
+			return DefaultPrefix
+		}
+		return "" // the root "/"
+	}
+	return p
+}
+
+// CAKey returns the etcd key of the CA bundle: <prefix>/ca. An empty prefix
+// means DefaultPrefix.
+func CAKey(prefix string) string { return normPrefix(prefix) + "/" + caName }
+
+// CertKey returns the etcd key of identity name's certificate chain:
+// <prefix>/<name>/tls.crt.
+func CertKey(prefix, name string) string {
+	return normPrefix(prefix) + "/" + name + "/" + certFile
+}
+
+// KeyKey returns the etcd key of identity name's private key:
+// <prefix>/<name>/tls.key. It is also the additional authenticated data of
+// the key's envelope, so a sealed key opens only under this key.
+func KeyKey(prefix, name string) string {
+	return normPrefix(prefix) + "/" + name + "/" + keyFile
+}
+
+// ValidateName checks that name can be an identity: non-empty, at most 128
+// bytes of letters, digits, '.', '-' and '_', and not "ca", which names the
+// CA bundle.
+func ValidateName(name string) error {
+	if name == "" {
+		return fmt.Errorf("mtls: empty identity name: %w", ErrInvalidName)
+	}
+	if len(name) > maxNameLen {
+		return fmt.Errorf("mtls: identity name of %d bytes, at most %d: %w", len(name), maxNameLen, ErrInvalidName)
+	}
+	if name == caName {
+		return fmt.Errorf("mtls: identity name %q is reserved for the CA bundle: %w", name, ErrInvalidName)
+	}
+	for _, r := range name {
+		if !nameChar(r) {
+			return fmt.Errorf("mtls: identity name %q: character %q is not a letter, digit, '.', '-' or '_': %w", name, r, ErrInvalidName)
+		}
+	}
+	return nil
+}
+
+func nameChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_'
+}
+
+// keyKind is what a key under the prefix holds.
+type keyKind int
+
+const (
+	kindOther keyKind = iota // not part of the schema; ignored
+	kindCA
+	kindCert
+	kindKey
+)
+
+// parseKey classifies an etcd key under the prefix p (normalised, without
+// the trailing '/').
+func parseKey(p, key string) (kind keyKind, name string) {
+	rest, ok := strings.CutPrefix(key, p+"/")
+	if !ok {
+		return kindOther, ""
+	}
+	if rest == caName {
+		return kindCA, ""
+	}
+	name, file, ok := strings.Cut(rest, "/")
+	if !ok || ValidateName(name) != nil {
+		return kindOther, ""
+	}
+	switch file {
+	case certFile:
+		return kindCert, name
+	case keyFile:
+		return kindKey, name
+	}
+	return kindOther, ""
+}

@@ -1,0 +1,167 @@
+package mtls
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// cipherSuites are the TLS 1.2 suites the configs allow: ECDHE key
+// exchange (forward secrecy) with AEAD ciphers only. TLS 1.3 suites are
+// not configurable and all qualify.
+var cipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// ServerConfig returns a tls.Config for a server that presents the
+// identities names and requires client certificates signed by the CA
+// bundle. With no names it presents every identity the Store holds.
+//
+// Every handshake reads the Store's current material, so the returned
+// config serves through every rotation of certificates and CAs;
+// connections already established are not affected by a rotation:
+//
+//   - GetCertificate picks, among names in order, the first identity whose
+//     certificate is valid for the client's SNI, or else the first
+//     identity that has material;
+//   - a client certificate is required (tls.RequireAnyClientCert, which
+//     also makes the client prove it holds the key) and VerifyConnection
+//     verifies its chain with x509 against the current CA bundle, for
+//     client authentication, at the Store's clock. VerifyConnection runs
+//     on resumed sessions too, so a session from a certificate the bundle
+//     no longer trusts does not resume.
+//
+// crypto/tls's own tls.RequireAndVerifyClientCert checks against a fixed
+// ClientCAs pool, and swapping the pool per handshake (GetConfigForClient)
+// would replace the whole config, dropping what net/http and grpc-go set
+// on their copies of it (the "h2" ALPN protocol); verifying in
+// VerifyConnection keeps one config in force. Do not clear
+// VerifyConnection.
+//
+// TLS 1.2 is the minimum, with ECDHE AEAD suites only. The caller may set
+// fields the hooks do not own (NextProtos, session tickets) before first
+// use. A handshake fails while no CA bundle or no identity is loaded.
+func (s *Store) ServerConfig(names ...string) *tls.Config {
+	names = slices.Clone(names)
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: slices.Clone(cipherSuites),
+		// Required here, verified against the current bundle below.
+		ClientAuth: tls.RequireAnyClientCert,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return pick(s.cur.Load(), names, hello)
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return s.verifyPeer(cs.PeerCertificates, "", x509.ExtKeyUsageClientAuth)
+		},
+		Time: s.o.now,
+	}
+}
+
+// pick chooses the certificate to present for hello from st.
+func pick(st *state, names []string, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	all := names
+	if len(all) == 0 {
+		all = st.names
+	}
+	var first *tls.Certificate
+	for _, n := range all {
+		id := st.ids[n]
+		if id == nil {
+			continue
+		}
+		if hello.ServerName != "" && id.cert.Leaf.VerifyHostname(hello.ServerName) == nil {
+			return id.cert, nil
+		}
+		if first == nil {
+			first = id.cert
+		}
+	}
+	if first == nil {
+		if len(names) == 0 {
+			return nil, fmt.Errorf("mtls: server handshake: %w", ErrNoIdentity)
+		}
+		return nil, fmt.Errorf("mtls: server handshake: identities %q: %w", names, ErrNoIdentity)
+	}
+	return first, nil
+}
+
+// ClientConfig returns a tls.Config for a client that presents identity
+// (none if identity is "") and accepts only a server whose certificate
+// chains to the Store's current CA bundle and names serverName.
+//
+// When serverName is "", the name verified is the one the connection is
+// made for (tls.Config.ServerName as net/http sets it per request from the
+// URL host); a connection without one fails. Pass serverName explicitly
+// when dialing an IP address for a named service.
+//
+// Every handshake reads the Store's current material: GetClientCertificate
+// returns the identity's current certificate, and VerifyConnection verifies
+// the server's chain with x509 against the current CA bundle, the name,
+// the server-auth key usage and the Store's clock. crypto/tls can only
+// verify against a fixed RootCAs pool, which would go stale at the first
+// CA rotation, so the config sets InsecureSkipVerify and does the complete
+// verification itself in VerifyConnection, which runs on every handshake,
+// resumed ones included; verification is never skipped. Do not clear
+// VerifyConnection.
+//
+// TLS 1.2 is the minimum, with ECDHE AEAD suites only.
+func (s *Store) ClientConfig(identity, serverName string) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: slices.Clone(cipherSuites),
+		ServerName:   serverName,
+		// Verification is done in full by VerifyConnection below, against
+		// the CA bundle current at each handshake.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return s.verifyServer(cs, serverName)
+		},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if identity == "" {
+				return &tls.Certificate{}, nil
+			}
+			return s.Certificate(identity)
+		},
+		Time: s.o.now,
+	}
+}
+
+// errNoServerName fails a client handshake that has no name to verify.
+var errNoServerName = errors.New("mtls: client handshake: no server name to verify (set serverName in ClientConfig)")
+
+// verifyServer verifies the server's certificate chain of a client
+// handshake against the current CA bundle.
+func (s *Store) verifyServer(cs tls.ConnectionState, serverName string) error {
+	name := serverName
+	if name == "" {
+		name = cs.ServerName
+	}
+	if name == "" {
+		return errNoServerName
+	}
+	return s.verifyPeer(cs.PeerCertificates, name, x509.ExtKeyUsageServerAuth)
+}
+
+// verifyPeer verifies a peer's chain against the current CA bundle, for
+// usage and, when name is not "", for that host name or IP address.
+func (s *Store) verifyPeer(certs []*x509.Certificate, name string, usage x509.ExtKeyUsage) error {
+	ca := s.cur.Load().ca
+	if ca == nil {
+		return fmt.Errorf("mtls: verify peer: %w", ErrNoCABundle)
+	}
+	if len(certs) == 0 {
+		return errors.New("mtls: verify peer: no certificate presented")
+	}
+	if err := verifyCerts(certs, ca.pool, s.o.now(), name, usage); err != nil {
+		return fmt.Errorf("mtls: verify peer %s (serial %s): %w", certs[0].Subject, serialHex(certs[0]), err)
+	}
+	return nil
+}

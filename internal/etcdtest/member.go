@@ -151,7 +151,7 @@ func (m *Member) start() error {
 		}
 	}
 
-	if err := m.peerProxy.Start(); err != nil {
+	if err := startProxy(m.peerProxy); err != nil {
 		return fmt.Errorf("member %s: peer proxy: %w", m.name, err)
 	}
 	e, err := embed.StartEtcd(cfg)
@@ -170,7 +170,7 @@ func (m *Member) start() error {
 		e.Close()
 		return fmt.Errorf("member %s: not ready after %v", m.name, readyTimeout)
 	}
-	if err := m.proxy.Start(); err != nil {
+	if err := startProxy(m.proxy); err != nil {
 		m.peerProxy.Stop()
 		e.Close()
 		return fmt.Errorf("member %s: proxy: %w", m.name, err)
@@ -210,4 +210,18 @@ func (m *Member) Client(t testing.TB) *clientv3.Client {
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
+}
+
+// startProxy starts p on its fixed port, retrying for a while when the port
+// is taken: between a Stop and a Restart, another test's short-lived
+// socket may hold it for a moment.
+func startProxy(p *toxiproxy.Proxy) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := p.Start()
+		if err == nil || !isAddrInUse(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

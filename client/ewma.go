@@ -29,7 +29,11 @@ type peakEWMA struct {
 }
 
 // seed sets the estimate before any passive sample (from the probe RTT or
-// the default RTT). It does nothing once real samples arrived.
+// the default RTT). It does nothing once real samples arrived. Only the
+// first seed sets the stamp: later probe results refresh the guess but do
+// not stop it from decaying, so an endpoint no request has measured looks
+// cheaper and cheaper until one does, even when its probe RTT (a new
+// connection per check) is above the others' request latency.
 func (e *peakEWMA) seed(rtt time.Duration, now int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -37,7 +41,9 @@ func (e *peakEWMA) seed(rtt time.Duration, now int64) {
 		return
 	}
 	e.cost.Store(math.Float64bits(float64(rtt)))
-	e.stamp.Store(now)
+	if e.stamp.Load() == 0 {
+		e.stamp.Store(now)
+	}
 }
 
 // observe adds one latency sample taken at now (nanotime).

@@ -513,3 +513,21 @@ func TestParsePolicyNamesTheValidOnes(t *testing.T) {
 		}
 	}
 }
+
+// An endpoint no request has measured, whose probe RTT (a new connection
+// per check) is above the others' request latency, is still explored: its
+// seed decays even though the prober keeps refreshing it.
+func TestUnmeasuredEndpointIsExploredDespiteAHighProbeRTT(t *testing.T) {
+	eps := addrs(2)
+	tb, clk := testTable(t, eps, WithoutProbe(), WithTieBand(0))
+	measured, fresh := tb.ep(eps[0].Addr), tb.ep(eps[1].Addr)
+	for range 200 {
+		clk.advance(100 * time.Millisecond)
+		tb.observe(measured, outcomeSuccess, 5*time.Millisecond, clk.now())
+		tb.onProbe(probe.Event{Status: probe.Status{Addr: fresh.addr, Health: probe.Healthy, RTT: 20 * time.Millisecond}})
+		if c := pickN(tb, clk, 1, nil); c[fresh.addr] > 0 {
+			return
+		}
+	}
+	t.Fatal("the unmeasured endpoint was never picked in 20 s")
+}

@@ -1,0 +1,165 @@
+package client_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smartroute/smartroute/client"
+	"github.com/smartroute/smartroute/internal/certgen"
+	"github.com/smartroute/smartroute/internal/etcdtest"
+	"github.com/smartroute/smartroute/internal/testbackend"
+	"github.com/smartroute/smartroute/internal/testlog"
+	"github.com/smartroute/smartroute/mtls"
+)
+
+// getTLS sends GET https://api/ and returns the backend's name and the
+// Host it saw.
+func getTLS(ctx context.Context, c *client.Client) (name, host string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://api/", nil)
+	if err != nil {
+		return "", "", err
+	}
+	resp, err := c.RoundTrip(req)
+	if err != nil {
+		return "", "", err
+	}
+	resp.Body.Close()
+	return resp.Header.Get(testbackend.HeaderBackend), resp.Header.Get(testbackend.HeaderRequestHost), nil
+}
+
+// Over HTTPS only the dial target changes: the Host header and the TLS
+// server name stay the service's, so a certificate for "api" verifies and
+// one for another name does not.
+func TestHTTPSKeepsTheServiceNameForHostAndVerification(t *testing.T) {
+	ctx := ctxFor(t, 30*time.Second)
+	ca := certgen.NewCA(t, "test CA")
+	good := ca.Server(t, []string{"api"}).TLSCertificate(t)
+	wrong := ca.Server(t, []string{"other"}).TLSCertificate(t)
+	serve := func(name string, cert tls.Certificate) *testbackend.HTTP {
+		return testbackend.MustHTTP(t, testbackend.WithName(name),
+			testbackend.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certgen.Pool(ca), MinVersion: tls.VersionTLS12}}
+
+	a, b := serve("a", good), serve("b", good)
+	c := staticClient(t, endpointsOf(a.Addr(), b.Addr()), fastProbe(), client.WithTransport(tr))
+	seen := map[string]bool{}
+	for range 20 {
+		name, host, err := getTLS(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "api" {
+			t.Fatalf("backend saw Host %q, want the service name", host)
+		}
+		seen[name] = true
+	}
+	if !seen["a"] || !seen["b"] {
+		t.Errorf("requests reached %v, want both backends", seen)
+	}
+
+	bad := serve("bad", wrong)
+	c2 := staticClient(t, endpointsOf(bad.Addr()), client.WithoutProbe(), client.WithTransport(tr))
+	_, _, err := getTLS(ctx, c2)
+	if err == nil || !strings.Contains(err.Error(), "certificate is valid for other, not api") {
+		t.Fatalf("err %v, want the server certificate refused for the service name", err)
+	}
+}
+
+// Certificates rotated in etcd while traffic flows through the smart
+// client over mTLS: no request fails; a bad certificate pushed under load
+// is refused and costs nothing either.
+func TestFaultCertificateRotationUnderLoad(t *testing.T) {
+	cluster := etcdtest.Start(t)
+	cli := cluster.Client(t)
+	ctx := ctxFor(t, 60*time.Second)
+	kek, err := mtls.GenerateKEK("test-kek")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := mtls.NewKeyring(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := certgen.NewCA(t, "test CA")
+	if _, err := mtls.PublishCA(ctx, cli, ca.PEM); err != nil {
+		t.Fatal(err)
+	}
+	publish := func() {
+		t.Helper()
+		srv, cl := ca.Server(t, []string{"api"}), ca.Client(t, "web")
+		if _, err := mtls.Publish(ctx, cli, ring, "api", srv.CertPEM, srv.KeyPEM); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mtls.Publish(ctx, cli, ring, "web", cl.CertPEM, cl.KeyPEM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish()
+	store, err := mtls.NewStore(ctx, cli, mtls.WithKeyring(ring), mtls.WithLogger(testlog.New(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if err := store.Ready(ctx, "api", "web"); err != nil {
+		t.Fatal(err)
+	}
+
+	var bs []*testbackend.HTTP
+	for _, name := range []string{"b0", "b1", "b2"} {
+		bs = append(bs, testbackend.MustHTTP(t, testbackend.WithName(name), testbackend.WithLatency(time.Millisecond),
+			testbackend.WithTLS(store.ServerConfig("api"))))
+	}
+	// A transport that keeps no idle connection, so that every request
+	// makes a new handshake with the material of the moment.
+	tr := &http.Transport{TLSClientConfig: store.ClientConfig("web", "api"), DisableKeepAlives: true}
+	c := staticClient(t, endpointsOf(addrs(bs)...), fastProbe(), client.WithTransport(tr))
+
+	tl := newTally()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name, _, err := getTLS(ctx, c)
+			tl.add(name, err)
+		}
+	}()
+	waitRequests := func(n int) {
+		t.Helper()
+		tl.mu.Lock()
+		start := tl.total
+		tl.mu.Unlock()
+		waitFor(t, 10*time.Second, "requests to flow", func() bool {
+			tl.mu.Lock()
+			defer tl.mu.Unlock()
+			return tl.total >= start+n
+		})
+	}
+	waitRequests(20)
+	for range 3 {
+		publish()
+		waitRequests(20)
+	}
+	// A bad certificate: an expired leaf for "api".
+	expired := ca.Server(t, []string{"api"}, certgen.Expired())
+	if _, err := mtls.Publish(ctx, cli, ring, "api", expired.CertPEM, expired.KeyPEM); err == nil {
+		t.Log("Publish accepted an expired certificate; the store must refuse it")
+	}
+	waitRequests(20)
+	close(stop)
+	<-done
+	if tl.failed > 0 {
+		t.Fatalf("requests failed during rotation: %v", tl)
+	}
+	t.Logf("%d requests over new mTLS connections during 3 rotations and a bad push: %v", tl.total, tl)
+}

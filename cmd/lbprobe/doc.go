@@ -1,0 +1,277 @@
+// Command lbprobe diagnoses the endpoints of a smartroute service: what
+// endpoints a target has, which are healthy, how fast they answer, with
+// what certificates, where a client would send the next request and why,
+// and what the certificate store in etcd holds.
+//
+// Usage:
+//
+//	lbprobe endpoints [flags] TARGET
+//	lbprobe watch     [flags] TARGET
+//	lbprobe pick      [flags] TARGET [-n N]
+//	lbprobe certs list   [flags]
+//	lbprobe certs verify [flags] [NAME...]
+//	lbprobe certs put    [flags] [NAME] [--cert FILE --key FILE] [--ca FILE]
+//
+// Flags may come before or after the arguments ("lbprobe pick etcd:///api
+// -n 1000"); "--" ends the flags. Every flag has a long form with two
+// dashes except -n. -h prints a command's flags with their defaults and
+// environment variables.
+//
+// # Targets
+//
+//	etcd:///api                            instances registered under /services/api/ (--etcd-prefix)
+//	dns:///api.example.com:443             A and AAAA records, port 443
+//	dns://10.0.0.53/api.example.com:443    the same, asking the name server 10.0.0.53 (port 53 by default)
+//	dns+srv:///_api._tcp.example.com       SRV records (the most preferred priority) and their targets
+//	static:///10.0.0.1:443,10.0.0.2:443    a fixed list
+//
+// DNS names are fully qualified (no search domains); without an authority
+// the name servers of /etc/resolv.conf are asked. A target that does not
+// parse, or an unknown scheme, is a usage error (exit 64); a target that
+// parses but resolves to nothing (no such name, no instance registered,
+// etcd unreachable) is a runtime failure (exit 2).
+//
+// # lbprobe endpoints TARGET
+//
+// Resolves TARGET, runs --count checks against every endpoint (--interval
+// apart; the endpoints in parallel) and prints one row per endpoint,
+// sorted by address, then two footer lines: the endpoint the --policy
+// would pick now with the reason, and "TARGET: H of N endpoints healthy
+// (the check)". An endpoint is healthy when more than half of its checks
+// succeeded. The pick is asked of a real smartroute client (package
+// client, Client.Pick) whose table holds what lbprobe measured (each
+// endpoint's health, and its mean RTT as the probe RTT the latency
+// estimate starts from); no request is sent.
+//
+// Columns, in order (a cell with nothing to say is "-"):
+//
+//	ADDR       host:port
+//	ZONE       the endpoint's zone
+//	WEIGHT     its weight (1 when unset)
+//	STATE      up, or draining (it gets no new requests)
+//	HEALTH     healthy or unhealthy
+//	RTT_MIN    smallest RTT of the successful checks (0.32ms, 51.7ms, 1.21s)
+//	RTT_AVG    their mean
+//	RTT_P99    their 99th percentile (nearest rank; the maximum below 100 checks)
+//	LOSS       share of failed checks, 0% to 100%
+//	TLS        "ok Nd" (verified, N whole days to the leaf's expiry), or why
+//	           the handshake failed: untrusted, name_mismatch, expired,
+//	           not_yet_valid, invalid, failed; "-" without TLS
+//	PICK       yes for the endpoint the policy picked
+//	then, for etcd targets:
+//	KEY        the etcd key of the instance
+//	REV        the key's mod revision
+//	LEASE_TTL  the lease's seconds left / granted (7s/10s), expired, none, or ? if unknown
+//	for dns targets:
+//	RECORD     A or AAAA
+//	NAME       the name queried
+//	TTL        the record's TTL
+//	for dns+srv targets: RECORD (SRV), NAME, TTL and
+//	PRIO       the SRV priority
+//	and last:
+//	NOTE       why the endpoint cannot be picked (draining, unhealthy: <error>,
+//	           ejected, labels...), the failures of an endpoint still healthy,
+//	           and a TLS error the check did not report, separated by "; "
+//
+// The TLS column is filled for --check https and tls, and for the other
+// checks with --tls (which also makes the grpc check use TLS): one
+// handshake with the --tls-* material, verified against --check-cacert (default:
+// the system roots) and --check-server-name (default: the host of a dns:///
+// target, else the endpoint's address).
+//
+// # lbprobe pick TARGET -n N
+//
+// Resolves and probes TARGET as endpoints does, then asks the policy for
+// N picks in a row (default 1000), as a client with no request in flight
+// would make them, and prints how they spread:
+//
+//	ADDR     host:port
+//	STATE    up or draining
+//	HEALTH   healthy or unhealthy
+//	RTT_AVG  mean RTT of the successful checks
+//	PICKS    how many of the N picks chose it
+//	SHARE    PICKS / N, as a percentage with one decimal
+//	NOTE     why it cannot be picked
+//
+// followed by "N of M picks failed: <why>" when some failed, and "TARGET:
+// N picks under POLICY; H of M endpoints healthy (the check)". Under
+// least_latency a slow endpoint gets nothing while faster ones are
+// healthy; under round_robin every eligible endpoint gets its turn.
+//
+// # lbprobe watch TARGET
+//
+// Follows TARGET until SIGINT or SIGTERM and prints one line per event:
+//
+//	2026-02-01T10:00:00.000Z  added      10.0.0.1:8443  state=up weight=1 zone=eu-1a key=/services/api/i1 rev=40 lease=694d7c1e2a3b4c5d
+//	2026-02-01T10:00:00.012Z  health     10.0.0.1:8443  unknown->healthy rtt=0.41ms
+//	2026-02-01T10:03:10.500Z  health     10.0.0.1:8443  healthy->unhealthy error: dial tcp 10.0.0.1:8443: connect: connection refused
+//	2026-02-01T10:03:12.001Z  changed    10.0.0.1:8443  state up->draining state=draining weight=1 ...
+//	2026-02-01T10:03:22.001Z  removed    10.0.0.1:8443  state=draining weight=1 ...
+//	2026-02-01T10:04:00.000Z  error      -              list /services/api/: etcd did not answer within 5s: ...
+//	2026-02-01T10:04:07.000Z  recovered  -              resolving works again
+//
+// The fields are: the time (UTC, milliseconds), the event, the address
+// ("-" for events of the target), and details. Events: "added" (first for
+// every endpoint of the current set, then for each new one), "removed",
+// "changed" (state, weight, zone or labels; the changes first, as
+// "what old->new"), "health" (the checks changed the verdict after --rise
+// successes or --fall failures in a row, as a client's prober decides;
+// unknown, healthy, unhealthy), "error" (resolving failed; the last good
+// set stays; printed once per distinct error) and "recovered". DNS
+// endpoints show record=, name= and ttl= instead of key=, rev= and lease=.
+// --interval is the time between two checks of an endpoint (1s by default
+// for watch).
+//
+// # lbprobe certs list
+//
+// Reads the certificate store under --certs-prefix (/certs) and prints one
+// row per certificate of the CA bundle (NAME "ca") and per identity,
+// checked with crypto/x509 as the mtls Store checks them:
+//
+//	NAME       ca, or the identity name (/certs/<name>/)
+//	SUBJECT    the leaf's subject
+//	SANS       its DNS names, IP addresses, URIs and e-mail addresses, comma-separated
+//	ISSUER     its issuer
+//	NOT_AFTER  its expiry date (UTC)
+//	DAYS       whole days left (negative once expired)
+//	KEY        sealed:<KEK ID>, plain, or missing; "(not opened)" when no KEK
+//	           was given to match the key against the certificate
+//	REV        the etcd revision of the identity (its newest key)
+//	STATUS     ok, or the reason the identity is refused, then ": " and why:
+//	           expired, not_yet_valid, untrusted (does not chain to the CA
+//	           bundle), key_mismatch, incomplete (a certificate without its key
+//	           or the reverse), malformed, plain_key (without
+//	           --allow-plaintext-keys), unseal (the KEK cannot open the key),
+//	           not_ca (in the CA bundle), invalid_name
+//
+// The key is opened and matched against the certificate only with a KEK
+// (--kek-file or --kek-env, with --kek-id).
+//
+// # lbprobe certs verify [NAME...]
+//
+// Loads the store exactly as a service does (mtls.NewStore, with the KEK)
+// and prints, in the columns of certs list, whether the Store accepts each
+// NAME (default: every identity stored): ok, or the Store's reason and
+// error (the mtls.Reason values above, "missing" for a name that is not
+// stored). Needs a KEK unless every key is plain PEM and
+// --allow-plaintext-keys is set.
+//
+// # lbprobe certs put [NAME]
+//
+// With --ca FILE, publishes the CA bundle (mtls.PublishCA, which refuses a
+// bundle that would orphan an identity in use). With NAME --cert FILE --key
+// FILE, validates the pair against the CA bundle in etcd and writes it in
+// one transaction, the private key sealed with the KEK (mtls.Publish); a
+// plain PEM key is written only without a KEK and with
+// --allow-plaintext-keys. It prints the keys written and the revision.
+//
+// # Flags
+//
+// etcd (every command that reads etcd; named as regagent's):
+//
+//	--etcd-endpoints list      comma-separated host:port or http(s):// URLs (127.0.0.1:2379)
+//	--etcd-cacert file         CAs of etcd's server certificate; turns on TLS
+//	--etcd-cert file           client certificate (with --etcd-key)
+//	--etcd-key file            its private key
+//	--etcd-user name           user name, or user:password
+//	--etcd-password string     password (prefer SMARTROUTE_ETCD_PASSWORD)
+//	--etcd-dial-timeout dur    how long to wait for etcd's answers (5s)
+//
+// Resolving (endpoints, pick, watch):
+//
+//	--etcd-prefix string       registry prefix (/services)
+//	--resolve-timeout dur      wait for the first endpoint set at most this long (5s)
+//
+// Checking (endpoints, pick, watch):
+//
+//	--check kind               tcp|http|https|grpc|tls (http)
+//	--count n                  checks per endpoint, 1 to 10000 (5; not watch)
+//	--interval dur             between two checks of an endpoint (100ms; watch: 1s)
+//	--timeout dur              of one check (1s)
+//	--path string              path of the http(s) checks (/)
+//	--check-grpc-service string      service asked about by the grpc check ("" = the server)
+//	--tls                      fill the TLS column (and use TLS for grpc)
+//	--check-cacert file              CAs verifying the endpoints (system roots)
+//	--check-cert file            client certificate (with --check-key)
+//	--check-key file             its private key
+//	--check-server-name string   name verified (host of a dns:/// target, else the address)
+//	--rise n, --fall n         watch only: successes and failures in a row that change health (2, 3)
+//
+// Picking (endpoints, pick):
+//
+//	--policy name              least_latency|p2c|round_robin|weighted_round_robin|least_request|consistent_hash (least_latency)
+//	-n n                       pick only: number of picks (1000)
+//
+// Certificates (certs):
+//
+//	--certs-prefix string      store prefix (/certs)
+//	--kek-file file            key-encryption key: 32 bytes raw, hex or base64
+//	--kek-env name             the environment variable holding the KEK instead
+//	--kek-id string            the KEK's ID, as the envelopes name it (required with a KEK)
+//	--allow-plaintext-keys     accept (and for put, write) plain PEM keys
+//	--cert, --key, --ca file   put only: the files to upload
+//
+// Output: --json on every command writes JSON instead of the table (watch:
+// one object per line).
+//
+// Every flag not given on the command line is read from the environment
+// variable SMARTROUTE_<FLAG> (upper case, "-" as "_"), as regagent's:
+// SMARTROUTE_ETCD_ENDPOINTS, SMARTROUTE_ETCD_PASSWORD, SMARTROUTE_CHECK...
+// except -n, --cert, --key and --ca, which say what one invocation does.
+// The command line wins over the environment.
+//
+// # JSON
+//
+// Field names are stable. endpoints writes one object:
+//
+//	target       the canonical target
+//	check        the check kind
+//	count        checks per endpoint
+//	policy       the policy asked
+//	pick         the address picked ("" when none could be)
+//	pick_reason  why (omitted when none)
+//	pick_error   why no endpoint could be picked (omitted otherwise)
+//	healthy      the number of healthy endpoints
+//	endpoints    one object per endpoint, sorted by address:
+//	  addr, zone, weight, state ("up"|"draining"), healthy (bool),
+//	  checks, failures, loss (0..1),
+//	  rtt_min_ms, rtt_avg_ms, rtt_p99_ms (null when no check succeeded),
+//	  error (the last failed check's error, omitted if none),
+//	  tls (omitted without TLS): verified, version, subject, not_after,
+//	    days_left, problem (as in the TLS column), error,
+//	  eligible (may take new requests), why (why not, or a panic-mode note),
+//	  picked (bool),
+//	  source: kind ("etcd"|"dns-a"|"dns-aaaa"|"dns-srv"|"static");
+//	    etcd: key, id, version, revision, lease (hex), lease_ttl_s,
+//	    lease_granted_ttl_s, lease_error;
+//	    DNS: name, record ("A"|"AAAA"|"SRV"), ttl_s, priority (SRV).
+//
+// pick writes {target, check, count, policy, n, failed, error, healthy,
+// picks: [{addr, state, healthy, rtt_avg_ms, picks, share (0..1),
+// eligible, why}]}. watch writes one object per line: {time, event, addr,
+// state, zone, weight, health, previous, rtt_ms, changes, error, source}
+// (fields without a value omitted). certs list and verify write {prefix,
+// ca: [rows], ca_error, identities: [rows]} where a row is {name, subject,
+// sans, issuer, serial, not_before, not_after, days_left, key
+// ("sealed"|"plain"|"missing"), kek_id, key_checked, revision, valid,
+// status, error}. certs put writes {prefix, ca_revision, name, revision,
+// kek_id}.
+//
+// # Exit codes
+//
+//	0   every endpoint healthy; every identity valid; watch interrupted;
+//	    certs put written
+//	1   some endpoints unhealthy (at least one healthy); some identities
+//	    invalid (at least one valid)
+//	2   no endpoint healthy (and for pick, no pick possible), the target could
+//	    not be resolved (etcd unreachable or refusing the credentials, no such
+//	    name, no instance), no identity valid or no valid CA bundle, nothing
+//	    stored, a write refused; one line on stderr says why
+//	64  usage error: an unknown command or flag, a bad flag value or
+//	    environment variable, a missing or extra argument, a target that does
+//	    not parse or has an unknown scheme; stderr has the error on one line,
+//	    then the usage line
+//
+// Tables are aligned with spaces and never coloured, so they read the same
+// in a terminal, a pipe and a file.
+package main

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"time"
+
+	"github.com/smartroute/smartroute/client"
+)
+
+// probeFlags are the flags of the commands that resolve, probe and pick
+// (endpoints and pick).
+type probeFlags struct {
+	target targetFlags
+	check  checkFlags
+	count  intValue
+	policy string
+	json   bool
+}
+
+func (p *probeFlags) register(fs *flag.FlagSet) {
+	p.target.register(fs)
+	p.check.register(fs, defaultProbeInterval)
+	p.count = defaultCount
+	fs.Var(&p.count, "count", "checks per endpoint")
+	fs.StringVar(&p.policy, "policy", string(client.DefaultPolicy), "picking policy: "+policyNames())
+	fs.BoolVar(&p.json, "json", false, "write JSON instead of a table")
+}
+
+// policyNames lists the policies for the usage text.
+func policyNames() string {
+	var s string
+	for i, p := range client.Policies() {
+		if i > 0 {
+			s += "|"
+		}
+		s += string(p)
+	}
+	return s
+}
+
+// probeConfig is the validated configuration of endpoints and pick.
+type probeConfig struct {
+	session *targetSession
+	check   checkSpec
+	count   int
+	policy  client.Policy
+}
+
+// validate checks the flags and the one TARGET argument, and opens the
+// target. Its errors are usage errors.
+func (p *probeFlags) validate(args []string) (*probeConfig, error) {
+	if len(args) == 0 {
+		return nil, usagef("missing TARGET (e.g. etcd:///api, dns:///api.example.com:443)")
+	}
+	if len(args) > 1 {
+		return nil, usagef("one TARGET only, got %d arguments: %q", len(args), args)
+	}
+	if p.count < 1 || p.count > maxCount {
+		return nil, usagef("--count %d: want 1 to %d", p.count, maxCount)
+	}
+	policy, err := client.ParsePolicy(p.policy)
+	if err != nil {
+		return nil, usagef("--policy: %v", stripPkg(err))
+	}
+	sess, err := p.target.open(args[0])
+	if err != nil {
+		return nil, err
+	}
+	cs, err := p.check.spec(sess.target)
+	if err != nil {
+		sess.close()
+		return nil, err
+	}
+	return &probeConfig{session: sess, check: cs, count: int(p.count), policy: policy}, nil
+}
+
+// endpointsCmd is "lbprobe endpoints TARGET".
+type endpointsCmd struct {
+	app   *app
+	flags probeFlags
+}
+
+func (c *endpointsCmd) spec() subcommand {
+	return subcommand{
+		name:  "endpoints",
+		args:  "TARGET",
+		short: "resolve a target, probe every endpoint and show which one a client would pick, and why",
+		long: `Resolves TARGET, runs --count checks against every endpoint (--interval
+apart, endpoints in parallel), and prints one row per endpoint: address,
+zone, weight, state (up or draining), health (healthy when more than half
+of the checks succeeded), RTT minimum, mean and 99th percentile of the
+successful checks, loss (the share of failed checks), TLS (verified and
+days to expiry, or why not), whether the --policy would pick it, where it
+came from (etcd: key, revision, lease TTL left; DNS: record type, name,
+TTL) and a note saying why it cannot be picked or what failed.
+
+The pick is asked of a smartroute client (package client) whose table
+holds the figures measured here; no request is sent.`,
+		flags: c.flags.register,
+		exec:  c.exec,
+	}
+}
+
+func (c *endpointsCmd) exec(ctx context.Context, args []string) (int, error) {
+	cfg, err := c.flags.validate(args)
+	if err != nil {
+		return c.app.failOrUsage(err)
+	}
+	defer cfg.session.close()
+	a := c.app
+	rep, picker, err := probeTarget(ctx, cfg.session, time.Duration(c.flags.target.resolveTimeout), cfg.check, cfg.count, cfg.policy)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return a.fail(exitFailure, "interrupted"), nil
+		}
+		return a.fail(exitFailure, "%v", err), nil
+	}
+	if picker != nil {
+		rep.applyPick(picker.Pick(nil))
+		picker.Close()
+	}
+	if c.flags.json {
+		err = writeJSON(a.stdout, rep)
+	} else {
+		err = writeEndpointsTable(a.stdout, rep)
+	}
+	if err != nil {
+		return a.fail(exitFailure, "write: %v", err), nil
+	}
+	return rep.exitCode(), nil
+}

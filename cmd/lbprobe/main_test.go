@@ -1,0 +1,24 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/smartroute/smartroute/internal/etcdtest"
+)
+
+// envRunAsMain makes the test binary run as lbprobe itself, so that the
+// process tests exercise main (exit codes, output streams) without a go
+// build.
+const envRunAsMain = "LBPROBE_TEST_RUN_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunAsMain) == "1" {
+		os.Args = append([]string{"lbprobe"}, os.Args[1:]...)
+		main()
+		return
+	}
+	goleak.VerifyTestMain(m, etcdtest.IgnoredGoroutines()...)
+}

@@ -377,18 +377,37 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	t.m.picks.Inc()
 	ep.inflight.Add(1)
-	start := pr.now
-	done := res.Done
-	res.Done = func(di balancer.DoneInfo) {
-		end := t.cfg.now()
-		o := grpcOutcome(di)
-		t.observe(ep, o, time.Duration(end-start), end)
-		ep.inflight.Add(-1)
-		if done != nil {
-			done(di)
-		}
+	d, _ := t.dones.Get().(*grpcDone)
+	if d == nil {
+		d = new(grpcDone)
+		d.fn = d.done // bound once: a method value allocates
 	}
+	d.t, d.ep, d.start, d.next = t, ep, pr.now, res.Done
+	res.Done = d.fn
 	return res, nil
+}
+
+// grpcDone is one RPC's Done callback: the endpoint it went to and when.
+// They are pooled per table, so that a pick allocates nothing.
+type grpcDone struct {
+	t     *table
+	ep    *endpoint
+	start int64
+	next  func(balancer.DoneInfo) // the child's Done, if any
+	fn    func(balancer.DoneInfo) // d.done
+}
+
+// done records the RPC's latency and outcome; gRPC calls it once per pick.
+func (d *grpcDone) done(di balancer.DoneInfo) {
+	t, ep, start, next := d.t, d.ep, d.start, d.next
+	d.t, d.ep, d.next = nil, nil, nil
+	t.dones.Put(d)
+	end := t.cfg.now()
+	t.observe(ep, grpcOutcome(di), time.Duration(end-start), end)
+	ep.inflight.Add(-1)
+	if next != nil {
+		next(di)
+	}
 }
 
 // grpcOutcome classifies a finished RPC for the endpoint's record: transport

@@ -48,6 +48,8 @@ type table struct {
 	// every new snapshot.
 	onRebuild func()
 
+	dones sync.Pool // *grpcDone, for the gRPC picker
+
 	wake  chan struct{} // nudges run to recompute its timer
 	ready chan struct{} // closed once the first resolver state arrived
 }

@@ -105,9 +105,12 @@ func (s *targetSession) firstState(ctx context.Context, timeout time.Duration) (
 			}
 		})
 	}()
+	watching := true // until done delivered Watch's return
 	defer func() {
 		cancel()
-		<-done
+		if watching {
+			<-done
+		}
 	}()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -121,6 +124,7 @@ func (s *targetSession) firstState(ctx context.Context, timeout time.Duration) (
 		}
 		return st, nil
 	case err := <-done:
+		watching = false
 		if ctx.Err() != nil {
 			return resolver.State{}, ctx.Err()
 		}

@@ -445,8 +445,14 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 	ctx := timeout(t, 20*time.Second)
 	cli := c.Client(t)
 	r := register(t, ctx, cli, api)
-	if n := goroutinesIn("registry.(*Registration)"); n == 0 {
-		t.Fatal("no registration goroutine found while registered; the check below would prove nothing")
+	// The registration's goroutine may not have been scheduled yet on a
+	// busy machine: give it a moment to show.
+	for deadline := time.Now().Add(5 * time.Second); goroutinesIn("registry.(*Registration)") == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no registration goroutine found while registered; the check below would prove nothing")
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)

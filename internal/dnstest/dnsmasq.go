@@ -215,13 +215,19 @@ func writeHosts(path string, hosts map[string][]string) error {
 // freePort returns a port free for both UDP and TCP on 127.0.0.1 at the
 // time of the call.
 func freePort() (int, error) {
-	pc, l, err := listenPair("127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("reserve port: %w", err)
+	var err error
+	// The UDP port the kernel picks may be taken for TCP: try another.
+	for range 20 {
+		var pc net.PacketConn
+		var l net.Listener
+		if pc, l, err = listenPair("127.0.0.1:0"); err == nil {
+			port := pc.LocalAddr().(*net.UDPAddr).Port
+			pc.Close()
+			l.Close()
+			return port, nil
+		}
 	}
-	defer pc.Close()
-	defer l.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port, nil
+	return 0, fmt.Errorf("reserve port: %w", err)
 }
 
 // lockedBuffer collects a process's output.

@@ -64,4 +64,3 @@ func TestSecureEtcdEndToEnd(t *testing.T) {
 		})
 	}
 }
-

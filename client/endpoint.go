@@ -47,6 +47,9 @@ type endpoint struct {
 
 	// transport is the per-endpoint HTTP transport, created on first use.
 	transport atomic.Pointer[http.Transport]
+	// transportBorn is when transport was made (nanotime), for
+	// WithMaxConnectionAge.
+	transportBorn atomic.Int64
 
 	// child is the gRPC balancer's pickfirst child for this endpoint.
 	child atomic.Pointer[grpcChild]

@@ -73,6 +73,7 @@ type config struct {
 	ringReplicas   int
 	slowStart      time.Duration
 	emptyGrace     time.Duration
+	maxConnAge     time.Duration
 	slowStartMin   float64
 
 	outlier  OutlierDetection
@@ -252,6 +253,16 @@ func WithProbe(checker probe.Checker, opts ...probe.Option) Option {
 // preservation says. Endpoints held this way are still probed, so dead
 // ones are still avoided.
 func WithEmptySetGrace(d time.Duration) Option { return func(c *config) { c.emptyGrace = max(d, 0) } }
+
+// WithMaxConnectionAge makes connections to an endpoint end once they are
+// older than d (default 0: no limit): an endpoint's connections are
+// replaced after d, each old one closing as soon as its request in flight
+// is done. Long-lived connections thus re-handshake and pick up rotated
+// certificates, and traffic spreads to endpoints added since. For gRPC,
+// set the server's keepalive.ServerParameters.MaxConnectionAge instead.
+func WithMaxConnectionAge(d time.Duration) Option {
+	return func(c *config) { c.maxConnAge = max(d, 0) }
+}
 
 // WithoutProbe turns active health checks off: only passive figures and
 // the resolver decide.

@@ -3,8 +3,10 @@ package client_test
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,4 +164,56 @@ func TestFaultCertificateRotationUnderLoad(t *testing.T) {
 		t.Fatalf("requests failed during rotation: %v", tl)
 	}
 	t.Logf("%d requests over new mTLS connections during 3 rotations and a bad push: %v", tl.total, tl)
+}
+
+// With WithMaxConnectionAge, kept-alive connections are replaced once they
+// are old: a rotated server certificate reaches a client that never stops
+// sending. Without it, the first connection would serve for ever.
+func TestMaxConnectionAgeMakesLongLivedConnectionsRehandshake(t *testing.T) {
+	ctx := ctxFor(t, 30*time.Second)
+	ca := certgen.NewCA(t, "test CA")
+	var current atomic.Pointer[tls.Certificate]
+	first := ca.Server(t, []string{"api"}).TLSCertificate(t)
+	current.Store(&first)
+	b := testbackend.MustHTTP(t, testbackend.WithName("b0"), testbackend.WithTLS(&tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil },
+	}))
+	serial := func(c *client.Client) string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://api/", nil)
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body) // so that the connection is reused
+		resp.Body.Close()
+		return resp.TLS.PeerCertificates[0].SerialNumber.String()
+	}
+	newClient := func(opts ...client.Option) *client.Client {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certgen.Pool(ca), MinVersion: tls.VersionTLS12}}
+		return staticClient(t, endpointsOf(b.Addr()), append(opts, client.WithoutProbe(), client.WithTransport(tr))...)
+	}
+	const age = 200 * time.Millisecond
+	aged, kept := newClient(client.WithMaxConnectionAge(age)), newClient()
+	old := serial(aged)
+	if serial(kept) != old {
+		t.Fatal("both clients should see the first certificate")
+	}
+
+	second := ca.Server(t, []string{"api"}).TLSCertificate(t)
+	current.Store(&second)
+	start := time.Now()
+	if serial(aged) != old {
+		t.Fatal("a kept-alive connection younger than the maximum age should still show the first certificate")
+	}
+	for serial(aged) == old {
+		if time.Since(start) > 20*age {
+			t.Fatalf("the connection was not replaced within %v", 20*age)
+		}
+	}
+	t.Logf("new certificate seen %v after the rotation (max age %v)", time.Since(start).Round(time.Millisecond), age)
+	if serial(kept) != old {
+		t.Fatal("without a maximum age, the kept-alive connection should still show the first certificate")
+	}
 }

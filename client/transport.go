@@ -34,10 +34,33 @@ var errPerTryTimeout = errors.New("client: attempt timed out (per-try timeout)")
 // base transport that dials only this endpoint. Connection pools are thus
 // per endpoint, while the request URL, the Host header and the TLS
 // ServerName keep naming the logical service.
+//
+// With WithMaxConnectionAge, the endpoint's transport is replaced by a
+// fresh one once it is older than the age, and the old one is told to
+// close its connections as soon as they are idle: requests in flight
+// finish, and later ones make a new handshake (with the certificates of
+// the moment).
 func (c *Client) transportFor(ep *endpoint) *http.Transport {
-	if t := ep.transport.Load(); t != nil {
+	old := ep.transport.Load()
+	if old != nil {
+		if c.cfg.maxConnAge <= 0 || c.cfg.now()-ep.transportBorn.Load() < int64(c.cfg.maxConnAge) {
+			return old
+		}
+	}
+	t := c.newEndpointTransport(ep)
+	if ep.transport.CompareAndSwap(old, t) {
+		ep.transportBorn.Store(c.cfg.now())
+		if old != nil {
+			old.CloseIdleConnections() // and close the others when they become idle
+		}
 		return t
 	}
+	return ep.transport.Load()
+}
+
+// newEndpointTransport returns a clone of the base transport that dials
+// only ep.
+func (c *Client) newEndpointTransport(ep *endpoint) *http.Transport {
 	t := c.base.Clone()
 	t.Proxy = nil
 	if t.IdleConnTimeout == 0 {
@@ -64,10 +87,7 @@ func (c *Client) transportFor(ep *endpoint) *http.Transport {
 			return conn, nil
 		}
 	}
-	if ep.transport.CompareAndSwap(nil, t) {
-		return t
-	}
-	return ep.transport.Load()
+	return t
 }
 
 // closeIdleIfUnused closes a removed endpoint's idle connections once no

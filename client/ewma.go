@@ -79,7 +79,15 @@ func (e *peakEWMA) value(now int64, tau time.Duration) float64 {
 	if td <= decayFloor {
 		return cost
 	}
-	return cost * math.Exp(-float64(td)/float64(tau))
+	return cost * decay(float64(td)/float64(tau))
+}
+
+// decay approximates exp(-x) for x >= 0 by the reciprocal of its Taylor
+// polynomial of degree 4: within 0.5% for x < 1 and always decreasing, which
+// is all a cost ranking needs, at a fraction of math.Exp's price on the
+// pick path (it runs once per endpoint scanned).
+func decay(x float64) float64 {
+	return 1 / (1 + x*(1+x*(0.5+x*(1.0/6+x*(1.0/24)))))
 }
 
 // raw returns the estimate without idle decay, as shown to people.

@@ -531,3 +531,17 @@ func TestUnmeasuredEndpointIsExploredDespiteAHighProbeRTT(t *testing.T) {
 	}
 	t.Fatal("the unmeasured endpoint was never picked in 20 s")
 }
+
+func TestDecayApproximatesExpAndDecreases(t *testing.T) {
+	prev := 2.0
+	for x := 0.0; x < 50; x += 0.01 {
+		d := decay(x)
+		if d >= prev || d <= 0 {
+			t.Fatalf("decay(%v) = %v after %v: must decrease and stay positive", x, d, prev)
+		}
+		if want := math.Exp(-x); x < 1 && math.Abs(d-want)/want > 0.005 {
+			t.Fatalf("decay(%v) = %v, exp = %v", x, d, want)
+		}
+		prev = d
+	}
+}

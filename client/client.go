@@ -45,8 +45,15 @@ type Client struct {
 	lat    *latencyWindow
 	m      *clientMetrics
 
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// drains are the goroutines that close the losing attempts of hedged
+	// requests. Requests start them while Close may be waiting, so they
+	// have their own WaitGroup, added to only before closing is set.
+	drainMu   sync.Mutex
+	closing   bool
+	drains    sync.WaitGroup
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -173,6 +180,23 @@ func (c *Client) watch(ctx context.Context, r resolver.Resolver) {
 	c.table.update(resolver.State{Err: fmt.Errorf("client: resolver stopped: %w", err)})
 }
 
+// goDrain runs f, which must end by itself, on its own goroutine; Close
+// waits for the ones started before it.
+func (c *Client) goDrain(f func()) {
+	c.drainMu.Lock()
+	tracked := !c.closing
+	if tracked {
+		c.drains.Add(1)
+	}
+	c.drainMu.Unlock()
+	go func() {
+		if tracked {
+			defer c.drains.Done()
+		}
+		f()
+	}()
+}
+
 // Service returns the service name.
 func (c *Client) Service() string { return c.name }
 
@@ -184,6 +208,10 @@ func (c *Client) Close() error {
 		close(c.closed)
 		c.cancel()
 		c.wg.Wait()
+		c.drainMu.Lock()
+		c.closing = true
+		c.drainMu.Unlock()
+		c.drains.Wait()
 		if c.prober != nil {
 			c.prober.Close()
 		}

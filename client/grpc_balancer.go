@@ -80,6 +80,8 @@ func (bb grpcBuilder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) 
 // and from the prober; latency from the prober and the time from pick to
 // Done.
 type grpcBalancer struct {
+	pubMu sync.Mutex // one publication at a time: UpdateState and republish
+
 	balancer.ClientConn // intercepts UpdateState from the child
 	child               balancer.Balancer
 	service             string
@@ -192,12 +194,14 @@ func (b *grpcBalancer) republish(ctx context.Context) {
 			return
 		case <-b.kick:
 		}
+		b.pubMu.Lock()
 		b.mu.Lock()
 		ready, t := b.ready, b.table
 		b.mu.Unlock()
 		if ready {
 			b.ClientConn.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: &grpcPicker{t: t}})
 		}
+		b.pubMu.Unlock()
 	}
 }
 
@@ -226,6 +230,10 @@ func (b *grpcBalancer) UpdateState(state balancer.State) {
 		b.ClientConn.UpdateState(state)
 		return
 	}
+	// pubMu keeps republish from publishing a READY it read before this
+	// update after this update's own state.
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
 	ready := t.setChildren(endpointsharding.ChildStatesFromPicker(state.Picker))
 	b.mu.Lock()
 	b.ready = ready
@@ -402,8 +410,13 @@ func (d *grpcDone) done(di balancer.DoneInfo) {
 	t, ep, start, next := d.t, d.ep, d.start, d.next
 	d.t, d.ep, d.next = nil, nil, nil
 	t.dones.Put(d)
-	end := t.cfg.now()
-	t.observe(ep, grpcOutcome(di), time.Duration(end-start), end)
+	// gRPC also calls Done, without an error, for a pick it did not use
+	// (the transport was not ready and it picks again): that says
+	// nothing of the endpoint and is no latency sample.
+	if di.Err != nil || di.BytesSent || di.BytesReceived {
+		end := t.cfg.now()
+		t.observe(ep, grpcOutcome(di), time.Duration(end-start), end)
+	}
 	ep.inflight.Add(-1)
 	if next != nil {
 		next(di)

@@ -25,7 +25,8 @@ type RetryPolicy struct {
 	// requests (default 502, 503, 504: the answers of a gateway or server
 	// that did not do the work). Connection failures are always retried.
 	RetryOn []int `json:"retryOn,omitempty"`
-	// PerTryTimeout ends an attempt that has not answered in time and,
+	// PerTryTimeout ends an attempt whose response headers have not come
+	// in time (reading the body is not limited by it) and,
 	// for a safe request, retries it elsewhere: how a client gets past an
 	// endpoint that accepts connections but never answers (default 0: no
 	// per-try limit; the request's context still applies).

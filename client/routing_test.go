@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -413,4 +415,66 @@ func TestPickExplainsTheChoice(t *testing.T) {
 	if now := bs[0].Requests() + bs[1].Requests() + bs[2].Requests(); now != served {
 		t.Fatalf("Pick sent %d requests", now-served)
 	}
+}
+
+// With hedging, an attempt that failed (503) and was kept while another
+// ran is closed when the other wins: the endpoint's in-flight count comes
+// back to zero.
+func TestHedgingReleasesTheFailedAttemptWhenAnotherWins(t *testing.T) {
+	ctx := ctxFor(t, 30*time.Second)
+	bad := testbackend.MustHTTP(t, testbackend.WithName("bad"), testbackend.WithStatus(http.StatusServiceUnavailable))
+	good := testbackend.MustHTTP(t, testbackend.WithName("good"))
+	c := staticClient(t, endpointsOf(bad.Addr(), good.Addr()), client.WithoutProbe(), client.WithPolicy(client.RoundRobin),
+		client.WithHedging(client.Hedging{Delay: time.Hour}), client.WithOutlierDetection(client.OutlierDetection{Disabled: true}))
+	for range 20 {
+		if _, err := get(ctx, c, "http"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "every endpoint's in-flight count to return to 0", func() bool {
+		for _, e := range c.Endpoints() {
+			if e.InFlight != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Requests after Close fail with ErrClosed, every time.
+func TestRoundTripAfterCloseFails(t *testing.T) {
+	bs := backends(t, 1, 0)
+	c := staticClient(t, endpointsOf(bs[0].Addr()), client.WithoutProbe())
+	c.Close()
+	for range 100 {
+		if _, err := get(context.Background(), c, "http"); !errors.Is(err, client.ErrClosed) {
+			t.Fatalf("err %v after Close, want ErrClosed", err)
+		}
+	}
+}
+
+// Close while hedged requests are in flight: they finish or fail cleanly,
+// and Close waits for what it owns (the race detector and goleak watch).
+func TestCloseDuringHedgedRequests(t *testing.T) {
+	slow := testbackend.MustHTTP(t, testbackend.WithName("slow"), testbackend.WithLatency(100*time.Millisecond))
+	fast := testbackend.MustHTTP(t, testbackend.WithName("fast"), testbackend.WithLatency(2*time.Millisecond))
+	c := staticClient(t, endpointsOf(slow.Addr(), fast.Addr()), client.WithoutProbe(), client.WithPolicy(client.RoundRobin),
+		client.WithHedging(client.Hedging{Delay: time.Millisecond}))
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				if _, err := get(context.Background(), c, "http"); err != nil && !errors.Is(err, client.ErrClosed) {
+					t.Error(err)
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	waitFor(t, 10*time.Second, "hedged requests to complete", func() bool { return done.Load() >= 10 })
+	c.Close()
+	wg.Wait()
 }

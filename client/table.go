@@ -39,10 +39,12 @@ type table struct {
 	// slow start.
 	slowStartStep int64
 
-	// onMembership is called with the new address list after the set
-	// changed, to retarget the prober. Calls are serial (the resolver's
-	// updates are) and made without mu held.
+	// onMembership is called with the address list after the set
+	// changed, to retarget the prober: without mu held, one call at a
+	// time (memberMu), each with the list of its moment, so that the last
+	// call carries the latest list whichever goroutine changed it.
 	onMembership func(addrs []string)
+	memberMu     sync.Mutex
 
 	// onRebuild, if set, is called (under mu; it must not block) after
 	// every new snapshot.
@@ -102,8 +104,8 @@ func (t *table) update(st resolver.State) {
 		close(t.ready)
 	}
 	t.mu.Unlock()
-	if addrs != nil && t.onMembership != nil {
-		t.onMembership(addrs)
+	if addrs != nil {
+		t.publishMembership()
 	}
 }
 
@@ -136,7 +138,8 @@ func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
 		if !seen[addr] {
 			delete(t.endpoints, addr)
 			ep.removed.Store(true)
-			if ep.ejected(now) {
+			// t.ejected counts ejectedUntil != 0, expired or not.
+			if ep.ejectedUntil.Swap(0) != 0 {
 				t.ejected--
 			}
 			ep.closeIdleIfUnused()
@@ -275,7 +278,9 @@ func (t *table) observe(ep *endpoint, o outcome, latency time.Duration, now int6
 func (t *table) maybeEject(ep *endpoint, failures int, now int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ep.removed.Load() || ep.ejected(now) {
+	if ep.removed.Load() || ep.ejectedUntil.Load() != 0 {
+		// Out already, or its ejection just ended and run has not swept
+		// it yet: ejecting it again would count it twice.
 		return
 	}
 	if t.ejected >= t.cfg.outlier.maxEjected(len(t.sorted)) {
@@ -358,8 +363,8 @@ func (t *table) run(ctx context.Context) {
 			next = due
 		}
 		t.mu.Unlock()
-		if addrs != nil && t.onMembership != nil {
-			t.onMembership(addrs)
+		if addrs != nil {
+			t.publishMembership()
 		}
 		wait := time.Hour
 		if next != 0 {
@@ -379,6 +384,16 @@ func (t *table) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// publishMembership hands the current address list to onMembership.
+func (t *table) publishMembership() {
+	if t.onMembership == nil {
+		return
+	}
+	t.memberMu.Lock()
+	defer t.memberMu.Unlock()
+	t.onMembership(t.addrs())
 }
 
 // addrs returns the current addresses in order.

@@ -109,6 +109,12 @@ func (ep *endpoint) closeIdleIfUnused() {
 // RoundTrip is safe for concurrent use.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	select {
+	case <-c.closed: // first: once ready and closed are both closed, select would pick at random
+		closeBody(req)
+		return nil, ErrClosed
+	default:
+	}
+	select {
 	case <-c.table.ready:
 	case <-req.Context().Done():
 		closeBody(req)
@@ -259,13 +265,22 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 	t := c.transportFor(ep)
 	ctx := req.Context()
 	var cancel context.CancelFunc
+	var perTry *time.Timer
 	if d := c.cfg.retry.PerTryTimeout; d > 0 {
-		ctx, cancel = context.WithTimeoutCause(ctx, d, errPerTryTimeout)
+		// The per-try timeout bounds the wait for the response headers,
+		// not the reading of the body.
+		var cancelCause context.CancelCauseFunc
+		ctx, cancelCause = context.WithCancelCause(ctx)
+		cancel = func() { cancelCause(context.Canceled) }
+		perTry = time.AfterFunc(d, func() { cancelCause(errPerTryTimeout) })
 		req = req.WithContext(ctx)
 	}
 	ep.inflight.Add(1)
 	start := c.cfg.now()
 	resp, err := t.RoundTrip(req)
+	if perTry != nil {
+		perTry.Stop()
+	}
 	end := c.cfg.now()
 	latency := time.Duration(end - start)
 	if err != nil && cancel != nil && errors.Is(context.Cause(ctx), errPerTryTimeout) {
@@ -401,15 +416,13 @@ func (c *Client) roundTripHedged(req *http.Request, pr *pickRequest) (*http.Resp
 			return
 		}
 		n := pending
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
+		c.goDrain(func() {
 			for ; n > 0; n-- {
 				r := <-results
 				discard(r.resp)
 				r.cancel()
 			}
-		}()
+		})
 	}
 
 	if !launch() {
@@ -424,6 +437,12 @@ func (c *Client) roundTripHedged(req *http.Request, pr *pickRequest) (*http.Resp
 		case r := <-results:
 			pending--
 			if r.err == nil && !c.cfg.retry.retriesStatus(r.resp.StatusCode) {
+				if last.resp != nil {
+					discard(last.resp)
+				}
+				if last.cancel != nil {
+					last.cancel()
+				}
 				abandon(r.idx)
 				r.resp.Body = &cancelOnClose{ReadCloser: r.resp.Body, cancel: r.cancel}
 				return r.resp, nil

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,7 +35,7 @@ type Prober struct {
 	mu       sync.Mutex
 	loops    map[string]*loop
 	retiring map[string]chan struct{} // removed loops still running, by addr
-	subs     map[uint64]func(Event)
+	subs     map[uint64]*subscription
 	nextSub  uint64
 	closed   bool
 
@@ -72,7 +73,7 @@ func New(c Checker, opts ...Option) *Prober {
 		sem:      make(chan struct{}, o.concurrency),
 		loops:    make(map[string]*loop),
 		retiring: make(map[string]chan struct{}),
-		subs:     make(map[uint64]func(Event)),
+		subs:     make(map[uint64]*subscription),
 	}
 }
 
@@ -159,16 +160,26 @@ func (p *Prober) Statuses() []Status {
 // idempotent); fn is not called after it returned, except by a call that
 // was already under way.
 func (p *Prober) Subscribe(fn func(Event)) (unsubscribe func()) {
+	sub := &subscription{fn: fn}
+	sub.active.Store(true)
 	p.mu.Lock()
 	id := p.nextSub
 	p.nextSub++
-	p.subs[id] = fn
+	p.subs[id] = sub
 	p.mu.Unlock()
 	return func() {
+		sub.active.Store(false)
 		p.mu.Lock()
 		delete(p.subs, id)
 		p.mu.Unlock()
 	}
+}
+
+// subscription is one Subscribe call. active is checked right before each
+// call, so that a subscriber removed while another one ran is not called.
+type subscription struct {
+	fn     func(Event)
+	active atomic.Bool
 }
 
 // CheckNow has addr's loop check it right away (or as soon as its current
@@ -254,8 +265,10 @@ func (p *Prober) run(ctx context.Context, l *loop, prev <-chan struct{}) {
 		if !ok {
 			return
 		}
-		for _, fn := range subs {
-			fn(ev)
+		for _, sub := range subs {
+			if sub.active.Load() {
+				sub.fn(ev)
+			}
 		}
 		if reply != nil {
 			reply <- ev.Status
@@ -272,7 +285,7 @@ func (p *Prober) wait() time.Duration {
 
 // check runs one check of l and records it. It returns false when the loop
 // was stopped meanwhile: the result is then dropped.
-func (p *Prober) check(ctx context.Context, l *loop) (Event, []func(Event), bool) {
+func (p *Prober) check(ctx context.Context, l *loop) (Event, []*subscription, bool) {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -329,9 +342,9 @@ func (p *Prober) check(ctx context.Context, l *loop) (Event, []func(Event), bool
 		}
 	}
 	ev := Event{Status: *st, HealthChanged: changed}
-	subs := make([]func(Event), 0, len(p.subs))
-	for _, fn := range p.subs {
-		subs = append(subs, fn)
+	subs := make([]*subscription, 0, len(p.subs))
+	for _, sub := range p.subs {
+		subs = append(subs, sub)
 	}
 	p.mu.Unlock()
 

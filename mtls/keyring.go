@@ -56,18 +56,17 @@ func GenerateKEK(id string) (KEK, error) {
 // ParseKEK decodes a KEK from the text of a file or an environment
 // variable. Accepted forms:
 //
-//   - exactly 32 bytes: the raw key;
 //   - 64 hexadecimal digits;
-//   - base64 of 32 bytes, standard or URL alphabet, padded or not.
+//   - base64 of 32 bytes, standard or URL alphabet, padded or not;
+//   - exactly 32 raw bytes, binary (as from `head -c 32 /dev/urandom`).
 //
 // Surrounding white space (a trailing newline) is ignored in the text
-// forms. The ID is not part of the text: the caller names the key.
+// forms. 32 bytes of printable text are refused: that is a password or a
+// shorter key in hex or base64, not 256 bits of key. The ID is not part of
+// the text: the caller names the key.
 func ParseKEK(id string, text []byte) (KEK, error) {
 	if err := validateKEKID(id); err != nil {
 		return KEK{}, err
-	}
-	if len(text) == KEKSize {
-		return NewKEK(id, text)
 	}
 	s := string(bytes.TrimSpace(text))
 	if len(s) == 2*KEKSize {
@@ -80,8 +79,22 @@ func ParseKEK(id string, text []byte) (KEK, error) {
 			return NewKEK(id, key)
 		}
 	}
-	return KEK{}, fmt.Errorf("mtls: key-encryption key %q: %d bytes that are neither 32 raw bytes nor hex or base64 of 32 bytes: %w",
+	if len(text) == KEKSize && !printable(text) {
+		return NewKEK(id, text)
+	}
+	return KEK{}, fmt.Errorf("mtls: key-encryption key %q: %d bytes that are neither hex or base64 of 32 bytes nor 32 raw binary bytes: %w",
 		id, len(text), ErrInvalidKEK)
+}
+
+// printable reports whether b is all printable ASCII: text, not a random
+// binary key (32 random bytes are all printable with odds of about 1e-14).
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // LoadKEKFile reads a KEK from a file, in one of the forms ParseKEK

@@ -300,3 +300,23 @@ func mustBytes(t *testing.T, k *ecdsa.PrivateKey) []byte {
 	}
 	return b
 }
+
+// 32 printable characters are a password or a short key, not 256 bits: refused.
+func TestParseKEKRefusesThirtyTwoPrintableCharacters(t *testing.T) {
+	for _, text := range []string{
+		"correct-horse-battery-staple-123", // a password
+		"00112233445566778899aabbccddeeff", // 16 bytes in hex
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYX", // 24 bytes in base64
+	} {
+		if _, err := ParseKEK("k1", []byte(text)); !errors.Is(err, ErrInvalidKEK) {
+			t.Errorf("ParseKEK(%q): %v, want ErrInvalidKEK", text, err)
+		}
+	}
+	raw := make([]byte, KEKSize)
+	for i := range raw {
+		raw[i] = byte(i * 7) // binary
+	}
+	if _, err := ParseKEK("k1", raw); err != nil {
+		t.Errorf("32 binary bytes: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -253,8 +254,9 @@ func (c *certsCmd) execList(ctx context.Context, args []string) (int, error) {
 		return a.fail(exitFailure, "nothing stored under %s/", prefix), nil
 	}
 	roots := x509.NewCertPool()
-	for _, c := range parseCerts(caPEM) {
-		if c.IsCA && now.After(c.NotBefore) && now.Before(c.NotAfter) {
+	caCerts, _ := parseCerts(caPEM) // a malformed bundle trusts nothing, as for the Store
+	for _, c := range caCerts {
+		if c.BasicConstraintsValid && c.IsCA && now.After(c.NotBefore) && now.Before(c.NotAfter) {
 			roots.AddCert(c)
 		}
 	}
@@ -278,9 +280,9 @@ func (c *certsCmd) execList(ctx context.Context, args []string) (int, error) {
 
 // caRows describes every certificate of a CA bundle.
 func caRows(bundle []byte, rev int64, now time.Time) []certRow {
-	certs := parseCerts(bundle)
-	if len(certs) == 0 {
-		return []certRow{{Name: "ca", Revision: rev, Status: string(mtls.ReasonMalformed), Error: "no PEM certificate in the CA bundle"}}
+	certs, err := parseCerts(bundle)
+	if err != nil {
+		return []certRow{{Name: "ca", Revision: rev, Status: string(mtls.ReasonMalformed), Error: "CA bundle: " + err.Error()}}
 	}
 	var rows []certRow
 	for _, c := range certs {
@@ -301,23 +303,34 @@ func caRows(bundle []byte, rev int64, now time.Time) []certRow {
 	return rows
 }
 
-// parseCerts returns the certificates of the PEM blocks of data that
-// parse; the others are skipped.
-func parseCerts(data []byte) []*x509.Certificate {
+// parseCerts returns the certificates of data, strictly as the mtls Store
+// reads them: every PEM block must be a certificate that parses, and
+// nothing but white space may follow the last one; otherwise it says why.
+func parseCerts(data []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
-	for rest := data; ; {
+	rest := data
+	for {
 		var b *pem.Block
 		b, rest = pem.Decode(rest)
 		if b == nil {
-			return out
+			break
 		}
 		if b.Type != "CERTIFICATE" {
-			continue
+			return nil, fmt.Errorf("a %q PEM block among the certificates", b.Type)
 		}
-		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
-			out = append(out, c)
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %v", len(out)+1, err)
 		}
+		out = append(out, c)
 	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("data that is not PEM after the certificates")
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate")
+	}
+	return out, nil
 }
 
 // describeCert fills the descriptive fields of a row.
@@ -376,9 +389,9 @@ func inspectIdentity(prefix, name string, id *storedIdentity, roots *x509.CertPo
 	if !id.hasCert {
 		return bad(mtls.ReasonIncomplete, "a key without its certificate")
 	}
-	chain := parseCerts(id.cert)
-	if len(chain) == 0 {
-		return bad(mtls.ReasonMalformed, "no PEM certificate in %s", mtls.CertKey(prefix, name))
+	chain, err := parseCerts(id.cert)
+	if err != nil {
+		return bad(mtls.ReasonMalformed, "%s: %v", mtls.CertKey(prefix, name), err)
 	}
 	leaf := chain[0]
 	desc := describeCert(name, leaf, now)

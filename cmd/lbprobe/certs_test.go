@@ -167,3 +167,24 @@ func TestCertsPutVerifyListRoundTrip(t *testing.T) {
 		t.Errorf("verify with the wrong KEK: %s", res)
 	}
 }
+
+// certs list judges a CA bundle as the Store does: anything but
+// certificates in it (here a private key appended by mistake) makes it
+// malformed, not "ok".
+func TestCertsListRefusesABundleWithMoreThanCertificates(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	ca := certgen.NewCA(t, "mesh-ca")
+	bundle := append(append([]byte{}, ca.PEM...), certgen.NewKeyPEM(t)...)
+	if _, err := cli.Put(context.Background(), mtls.CAKey(""), string(bundle)); err != nil {
+		t.Fatal(err)
+	}
+	res := lbprobe(t, append([]string{"certs", "list", "--json"}, etcdFlagsFor(c)...)...)
+	if res.code == exitOK {
+		t.Fatalf("list of a malformed bundle exited 0: %s", res)
+	}
+	rep := decode[certsReport](t, res)
+	if len(rep.CA) != 1 || rep.CA[0].Status != string(mtls.ReasonMalformed) || rep.CA[0].Valid {
+		t.Fatalf("CA rows %+v, want one malformed row", rep.CA)
+	}
+}

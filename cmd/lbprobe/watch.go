@@ -122,6 +122,16 @@ func (c *watchCmd) exec(ctx context.Context, args []string) (int, error) {
 			next[ep.Addr] = ep
 			addrs = append(addrs, ep.Addr)
 		}
+		// Stop probing removed addresses before their state is
+		// forgotten (a late health event would bring it back), and start
+		// probing added ones only after they were announced.
+		kept := make([]string, 0, len(addrs))
+		for _, addr := range sortedAddrs(known) {
+			if _, ok := next[addr]; ok {
+				kept = append(kept, addr)
+			}
+		}
+		prober.SetAddrs(kept)
 		for _, addr := range sortedAddrs(known) {
 			if _, ok := next[addr]; !ok {
 				out.write(endpointEvent("removed", known[addr]))

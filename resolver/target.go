@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/miekg/dns"
@@ -93,6 +94,14 @@ func Parse(target string) (Target, error) {
 // validate checks the authority and endpoint for the scheme; its error is
 // the bare reason.
 func (t Target) validate() error {
+	for _, part := range []string{t.Authority, t.Endpoint} {
+		if !utf8.ValidString(part) {
+			return fmt.Errorf("%q is not valid UTF-8", part)
+		}
+		if i := strings.IndexFunc(part, unicode.IsControl); i >= 0 {
+			return fmt.Errorf("control character %q in %q", part[i], part)
+		}
+	}
 	switch t.Scheme {
 	case SchemeEtcd, SchemeStatic:
 		if t.Authority != "" {

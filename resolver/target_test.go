@@ -71,6 +71,8 @@ func TestParseRejectsMalformedTargets(t *testing.T) {
 		{"dns:///api.example.com:70000", resolver.ErrInvalidTarget, "port"},
 		{"dns:///:443", resolver.ErrInvalidTarget, "missing host"},
 		{"dns:///bad..name:443", resolver.ErrInvalidTarget, "domain name"},
+		{"dns+srv:///0\x97", resolver.ErrInvalidTarget, "UTF-8"}, // found by lbprobe's FuzzArgs
+		{"etcd:///api%00", resolver.ErrInvalidTarget, "control character"},
 		{"dns://ns.example.com/api.example.com:443", resolver.ErrInvalidTarget, "name server"},
 		{"dns+srv:///", resolver.ErrInvalidTarget, "missing SRV name"},
 		{"dns+srv:///_api._tcp.example.com:443", resolver.ErrInvalidTarget, "port"},

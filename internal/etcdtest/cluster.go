@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/smartroute/smartroute/internal/ports"
 )
 
 // Timing of the embedded servers. Short ticks make leader elections and
@@ -354,26 +355,11 @@ func (c *Cluster) enableAuth(t testing.TB) {
 	}
 }
 
-// freePorts reserves n distinct free TCP ports on 127.0.0.1. The ports are
-// released before use, so another process may take one; Start retries then.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("reserve port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// freePorts reserves n distinct free TCP ports on 127.0.0.1, below the
+// kernel's ephemeral range: members keep their ports across Stop and
+// Restart (see package ports). The ports are released before use, so
+// another process may take one; Start retries then.
+func freePorts(n int) ([]int, error) { return ports.Free(n) }
 
 func isAddrInUse(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "address already in use")

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/smartroute/smartroute/internal/ports"
 )
 
 // HeaderBackend is the response header (and gRPC metadata key, lower-cased)
@@ -215,6 +217,15 @@ func (b *HTTP) Close() error {
 // listen listens on addr, retrying briefly while the port is still taken
 // by a connection of the previous incarnation.
 func listen(addr string) (net.Listener, error) {
+	if host, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		// A port below the ephemeral range, so that Restart finds it
+		// free (see package ports).
+		ln, err := ports.Listen("tcp", host)
+		if err != nil {
+			return nil, fmt.Errorf("testbackend: listen %s: %w", addr, err)
+		}
+		return ln, nil
+	}
 	var err error
 	for range 50 {
 		var ln net.Listener

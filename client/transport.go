@@ -175,12 +175,25 @@ func (c *Client) finish(req *http.Request, resp *http.Response, err error, d tim
 // roundTripRetrying sends req, retrying on other endpoints while the
 // retry policy and budget allow.
 func (c *Client) roundTripRetrying(req *http.Request, pr *pickRequest) (*http.Response, error) {
+	var last *http.Response // the answer a retry would replace
+	var lastErr error
+	var lastEP string
 	for attempt := 0; ; attempt++ {
 		pr.now = c.cfg.now()
 		ep := c.pick(pr)
 		if ep == nil {
+			if attempt > 0 {
+				// No endpoint left to retry on (the set changed): the
+				// last answer stands rather than ErrNoHealthyEndpoint.
+				return last, lastErr
+			}
 			closeBody(req)
 			return nil, c.noEndpoint()
+		}
+		if attempt > 0 {
+			discard(last)
+			c.m.retries.Inc()
+			c.cfg.logger.Debug("client: retrying on another endpoint", "service", c.name, "endpoint", lastEP, "attempt", attempt, "err", lastErr)
 		}
 		pr.addTried(ep)
 		areq, err := c.attemptRequest(req, req.Context(), attempt > 0)
@@ -191,9 +204,7 @@ func (c *Client) roundTripRetrying(req *http.Request, pr *pickRequest) (*http.Re
 		if !c.shouldRetry(req, resp, err, attempt) {
 			return resp, err
 		}
-		discard(resp)
-		c.m.retries.Inc()
-		c.cfg.logger.Debug("client: retrying on another endpoint", "service", c.name, "endpoint", ep.addr, "attempt", attempt+1, "err", err)
+		last, lastErr, lastEP = resp, err, ep.addr
 	}
 }
 

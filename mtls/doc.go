@@ -36,6 +36,10 @@
 // change too (ReasonDeleted): stale material beats none. Store.Identities
 // and Store.CARejected show what was refused last.
 //
+// Material that runs past its NotAfter while in use stays in use (nothing
+// better is at hand) and is logged once at ERROR when it expires; alert on
+// smartroute_mtls_cert_expiry_seconds well before that.
+//
 // A watch that falls behind a compaction or ends is replaced by a new list
 // of the prefix and a new watch; while etcd is unreachable the last good
 // material stays in use and the Store lists again with backoff.

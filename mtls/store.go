@@ -37,6 +37,8 @@ type Store struct {
 	m      *storeMetrics
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the watch goroutine has returned
+	// expiryDone is closed when the expiry watcher has returned.
+	expiryDone chan struct{}
 
 	cur      atomic.Pointer[state]
 	rev      atomic.Int64 // etcd revision processed
@@ -46,6 +48,7 @@ type Store struct {
 	mu       sync.Mutex
 	rejected map[string]*ValidationError // by identity name; "" for the CA bundle
 	loopErr  error                       // why the watch goroutine ended, if it did
+	expired  map[certKey]bool            // certificates whose expiry in use was logged
 
 	closeOnce sync.Once
 	loop      *watchLoop // owned by the watch goroutine after NewStore
@@ -71,12 +74,14 @@ func NewStore(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store
 		return nil, fmt.Errorf("mtls: %w", err)
 	}
 	s := &Store{
-		cli:      cli,
-		o:        o,
-		log:      o.logger.With("prefix", o.prefix+"/"),
-		m:        m,
-		done:     make(chan struct{}),
-		rejected: make(map[string]*ValidationError),
+		cli:        cli,
+		o:          o,
+		log:        o.logger.With("prefix", o.prefix+"/"),
+		m:          m,
+		done:       make(chan struct{}),
+		expiryDone: make(chan struct{}),
+		rejected:   make(map[string]*ValidationError),
+		expired:    make(map[certKey]bool),
 	}
 	s.cur.Store(&state{ids: map[string]*identity{}})
 	s.loop = newWatchLoop(s)
@@ -88,6 +93,7 @@ func NewStore(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store
 	lctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.loop.run(lctx, rev)
+	go s.watchExpiry(lctx)
 	return s, nil
 }
 
@@ -97,6 +103,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		<-s.done
+		<-s.expiryDone
 		s.m.removeStore(s)
 	})
 	return nil

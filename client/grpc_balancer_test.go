@@ -84,30 +84,7 @@ func call(ctx context.Context, c testpb.TestServiceClient, opts ...grpc.CallOpti
 
 // rpcs makes n RPCs from workers goroutines and tallies the servers.
 func rpcs(ctx context.Context, c testpb.TestServiceClient, n, workers int, during func(), opts ...grpc.CallOption) *tally {
-	tl := newTally()
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range next {
-				tl.add(call(ctx, c, opts...))
-			}
-		}()
-	}
-	for i := range n {
-		if i == n/2 && during != nil {
-			during()
-		}
-		select {
-		case next <- i:
-		case <-ctx.Done():
-		}
-	}
-	close(next)
-	wg.Wait()
-	return tl
+	return drive(ctx, n, workers, during, func() (string, error) { return call(ctx, c, opts...) })
 }
 
 const fastGRPCProbe = `"probe":{"kind":"tcp","interval":"25ms","rise":1,"fall":1}`

@@ -148,6 +148,12 @@ func (t *tally) String() string {
 // load sends n GETs from workers goroutines and tallies them. during, if
 // set, is called once after half of the requests were sent.
 func load(ctx context.Context, c *client.Client, n, workers int, during func()) *tally {
+	return drive(ctx, n, workers, during, func() (string, error) { return get(ctx, c, "http") })
+}
+
+// drive makes n calls of one from workers goroutines and tallies the
+// backends that answered; during, if set, runs once half-way.
+func drive(ctx context.Context, n, workers int, during func(), one func() (string, error)) *tally {
 	tl := newTally()
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -156,7 +162,7 @@ func load(ctx context.Context, c *client.Client, n, workers int, during func()) 
 		go func() {
 			defer wg.Done()
 			for range next {
-				tl.add(get(ctx, c, "http"))
+				tl.add(one())
 			}
 		}()
 	}

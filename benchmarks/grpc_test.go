@@ -240,7 +240,7 @@ func benchGRPCPicker(b *testing.B, parallel bool) {
 					return false
 				}
 				if res.Done != nil {
-					res.Done(balancer.DoneInfo{})
+					res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 				}
 				return true
 			}
@@ -316,7 +316,7 @@ func (c *captureBuilder) readyPicker(tb testing.TB, n int) balancer.Picker {
 					break
 				}
 				if res.Done != nil {
-					res.Done(balancer.DoneInfo{})
+					res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 				}
 				if !slices.Contains(seen, res.SubConn) {
 					seen = append(seen, res.SubConn)

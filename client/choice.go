@@ -20,10 +20,15 @@ type Choice struct {
 	Panic bool
 	// Eligible is the number of endpoints the pick chose among.
 	Eligible int
-	// Cost is the chosen endpoint's cost for the latency policies: its
-	// peak-EWMA latency × (in-flight + 1), weighed for zone and slow
-	// start; 0 for the others.
+	// Cost is the chosen endpoint's expected latency for a new request,
+	// for the latency policies (least_latency, p2c): its latency estimate
+	// with its failure penalty, the queue its reported load implies, and
+	// the age of its oldest unanswered request as a floor; 0 for the
+	// others.
 	Cost time.Duration
+	// Explored is set when least_latency chose the endpoint to measure it
+	// (a new endpoint, or one not measured for long), not for its cost.
+	Explored bool
 	// Reason says in words why this endpoint.
 	Reason string
 }
@@ -41,7 +46,7 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 	default:
 	}
 	var pr pickRequest
-	pr.now = c.cfg.now()
+	pr.now = c.table.clock.Now()
 	if req != nil {
 		if c.cfg.canary != nil {
 			pr.canary = c.cfg.canary.isCanaryRequest(req)
@@ -65,10 +70,16 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 			break
 		}
 	}
-	ch.Panic, ch.Eligible = p.panic, len(p.eps)
-	for i, e := range p.eps {
-		if e == ep && (ch.Policy == LeastLatency || ch.Policy == P2C) {
-			ch.Cost = time.Duration(p.cost(i, c.cfg, pr.now, true))
+	ch.Panic, ch.Eligible, ch.Explored = p.panic, len(p.eps), pr.explored
+	for _, q := range []*pool{p, p.spill} {
+		if q == nil {
+			continue
+		}
+		for i, e := range q.eps {
+			if e == ep && (ch.Policy == LeastLatency || ch.Policy == P2C) {
+				cost, _ := q.expected(i, c.cfg, pr.now)
+				ch.Cost = time.Duration(cost)
+			}
 		}
 	}
 	ch.Reason = ch.reason(c.cfg, ep)
@@ -79,12 +90,17 @@ func (ch Choice) reason(cfg *config, ep *endpoint) string {
 	var why string
 	switch ch.Policy {
 	case LeastLatency:
-		why = fmt.Sprintf("lowest cost (latency × (in-flight+1)) %v among %d endpoints, at random within the %.0f%% tie band",
+		if ch.Explored {
+			why = fmt.Sprintf("exploration: not measured for long, or never (expected latency %v) among %d endpoints",
+				ch.Cost.Round(time.Microsecond), ch.Eligible)
+			break
+		}
+		why = fmt.Sprintf("better expected latency %v of two candidates drawn towards the fastest among %d endpoints (within %.0f%%, fewer in flight wins)",
 			ch.Cost.Round(time.Microsecond), ch.Eligible, 100*cfg.tieBand)
 	case P2C:
-		why = fmt.Sprintf("lower cost %v of two chosen at random among %d endpoints", ch.Cost.Round(time.Microsecond), ch.Eligible)
+		why = fmt.Sprintf("better expected latency %v of two chosen at random among %d endpoints", ch.Cost.Round(time.Microsecond), ch.Eligible)
 	case LeastRequest:
-		why = fmt.Sprintf("fewer requests in flight (%d) of two chosen at random among %d endpoints", ep.inflight.Load(), ch.Eligible)
+		why = fmt.Sprintf("fewer requests in flight (%d) of two chosen at random among %d endpoints", ep.hot.load(), ch.Eligible)
 	case RoundRobin:
 		why = fmt.Sprintf("next in turn among %d endpoints", ch.Eligible)
 	case WeightedRoundRobin:

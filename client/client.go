@@ -117,6 +117,7 @@ func NewFromResolver(service string, r resolver.Resolver, opts ...Option) (*Clie
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg.derive()
 	if cfg.policy == ConsistentHash && cfg.hashKey == nil {
 		return nil, fmt.Errorf("client: policy %s needs WithHashKey", ConsistentHash)
 	}
@@ -154,10 +155,14 @@ func NewFromResolver(service string, r resolver.Resolver, opts ...Option) (*Clie
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() {
 		defer c.wg.Done()
 		c.table.run(ctx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.table.clock.run(ctx)
 	}()
 	go func() {
 		defer c.wg.Done()
@@ -254,9 +259,26 @@ type EndpointInfo struct {
 	// Health is what the prober says (Unknown until it decided, or when
 	// probing is off).
 	Health probe.Health
-	// RTT is the peak-EWMA latency estimate from real requests (seeded by
-	// the probe RTT or the default RTT).
+	// RTT is the latency estimate from real requests (seeded by the probe
+	// RTT or the default RTT until a request measured it).
 	RTT time.Duration
+	// Measured reports whether a request measured RTT, and MeasuredAt
+	// how long ago the latest did.
+	Measured   bool
+	MeasuredAt time.Duration
+	// Expected is what least_latency expects a new request to take now:
+	// RTT with the failure penalty, the queue a reported load implies,
+	// and the age of the oldest unanswered request as a floor.
+	Expected time.Duration
+	// Penalty is the failure penalty now: the cost is multiplied by
+	// 1 + Penalty. One failure adds 4; it fades within the failure
+	// penalty time (WithFailurePenalty).
+	Penalty float64
+	// ReportedInFlight and ReportedCapacity are the server's latest load
+	// report (package loadreport), ReportAge its age; all 0 without one.
+	ReportedInFlight float64
+	ReportedCapacity float64
+	ReportAge        time.Duration
 	// ProbeRTT is the prober's smoothed RTT.
 	ProbeRTT time.Duration
 	InFlight int64
@@ -289,13 +311,24 @@ func (c *Client) Endpoints() []EndpointInfo {
 			Labels:   cloneLabels(a.Labels),
 			Draining: a.Draining,
 			Health:   probe.Health(ep.health.Load()),
-			RTT:      ep.latency.raw(),
+			RTT:      time.Duration(loadFloat(&ep.hot.est)),
+			Measured: ep.hot.measured(),
+			Penalty:  ep.hot.penaltyNow(now, c.cfg.penaltyTau),
 			ProbeRTT: time.Duration(ep.probeRTT.Load()),
-			InFlight: ep.inflight.Load(),
+			InFlight: ep.hot.load(),
 			Requests: ep.requests.Load(),
 			Failures: ep.failures.Load(),
 			Origin:   a.Origin,
 		}
+		if info.Measured {
+			info.MeasuredAt = time.Duration(now - ep.hot.estAt.Load())
+		}
+		if at := ep.hot.rifAt.Load(); at != 0 {
+			info.ReportedInFlight = loadFloat(&ep.hot.rif)
+			info.ReportedCapacity = loadFloat(&ep.hot.capacity)
+			info.ReportAge = time.Duration(now - at)
+		}
+		info.Expected = time.Duration(expectedOf(c.cfg, ep, now))
 		if ep.ejected(now) {
 			info.Ejected = true
 			info.EjectedUntil = wall.Add(time.Duration(ep.ejectedUntil.Load() - now))

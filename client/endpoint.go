@@ -2,6 +2,7 @@ package client
 
 import (
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,14 +15,22 @@ import (
 // only.
 type endpoint struct {
 	addr string
+	// pos is the endpoint's index in the table's address order, set under
+	// the table's lock when membership changes (and read only under it).
+	pos int
 
 	// attrs are the resolver's attributes (weight, zone, labels, draining),
 	// replaced as a whole when they change.
 	attrs atomic.Pointer[resolver.Endpoint]
 
+	// hot is what picks read (load, latency estimate, penalty, load
+	// reports), in its own cache-line-aligned block; mu serializes the
+	// updates of its estimate and penalty (once per request, never per
+	// pick).
+	hot *hotState
+	mu  sync.Mutex
+
 	// Passive figures from real requests.
-	inflight atomic.Int64
-	latency  peakEWMA
 	requests atomic.Uint64
 	failures atomic.Uint64
 
@@ -51,12 +60,14 @@ type endpoint struct {
 	// WithMaxConnectionAge.
 	transportBorn atomic.Int64
 
-	// child is the gRPC balancer's pickfirst child for this endpoint.
+	// child is the gRPC balancer's pickfirst child for this endpoint, and
+	// dones its Done callbacks.
 	child atomic.Pointer[grpcChild]
+	dones atomic.Pointer[grpcDones]
 }
 
 func newEndpoint(e resolver.Endpoint, now int64) *endpoint {
-	ep := &endpoint{addr: e.Addr}
+	ep := &endpoint{addr: e.Addr, hot: new(hotState)}
 	ep.attrs.Store(&e)
 	ep.activeSince.Store(now)
 	return ep

@@ -96,6 +96,10 @@ type grpcBalancer struct {
 	ready  bool // some child is READY: our picker is in charge
 	closed bool
 	kick   chan struct{}
+
+	// lastSet is the latest non-empty resolver state (gRPC's serializer
+	// only): what the children keep through the empty-set grace.
+	lastSet grpcresolver.State
 }
 
 func (b *grpcBalancer) UpdateClientConnState(ccs balancer.ClientConnState) error {
@@ -116,9 +120,21 @@ func (b *grpcBalancer) UpdateClientConnState(ccs balancer.ClientConnState) error
 	t := b.table
 	b.mu.Unlock()
 	t.update(resolver.State{Endpoints: eps})
+	rs := ccs.ResolverState
+	switch {
+	case len(rs.Endpoints) > 0:
+		b.lastSet = rs
+	case t.holding() && len(b.lastSet.Endpoints) > 0:
+		// The table keeps the last set for the empty-set grace
+		// (WithEmptySetGrace): so do the children, or endpointsharding
+		// would close every connection the table still routes to. When
+		// the grace ends, the table drops the set and asks the resolver
+		// for a fresh state (ResolveNow), which closes them.
+		rs = b.lastSet
+	}
 	return b.child.UpdateClientConnState(balancer.ClientConnState{
 		// Let pickfirst children report client-side health checks.
-		ResolverState: pickfirst.EnableHealthListener(ccs.ResolverState),
+		ResolverState: pickfirst.EnableHealthListener(rs),
 	})
 }
 
@@ -142,6 +158,7 @@ func (b *grpcBalancer) configure(gc *GRPCConfig) error {
 	for _, o := range append(append([]Option(nil), b.procOpts...), opts...) {
 		o(&cfg)
 	}
+	cfg.derive()
 	cfg.requireConnected = true
 	cfg.hashHeader = gc.HashHeader
 	if cfg.logger == nil {
@@ -157,11 +174,22 @@ func (b *grpcBalancer) configure(gc *GRPCConfig) error {
 		t.update(resolver.State{Endpoints: old.resolverSet()})
 		t.adoptChildren(old)
 	}
+	var setAddrs func([]string)
 	if chk := pc.checker(); chk != nil {
 		b.prober = probe.New(chk, append([]probe.Option{probe.WithLogger(cfg.logger)}, pc.probeOptions()...)...)
 		b.prober.Subscribe(t.onProbe)
-		t.onMembership = b.prober.SetAddrs
+		setAddrs = b.prober.SetAddrs
 		b.prober.SetAddrs(t.addrs())
+	}
+	t.onMembership = func(addrs []string) {
+		if setAddrs != nil {
+			setAddrs(addrs)
+		}
+		if len(addrs) == 0 {
+			// Possibly the empty-set grace ending: ask for the resolver's
+			// state so the children follow the table.
+			b.ClientConn.ResolveNow(grpcresolver.ResolveNowOptions{})
+		}
 	}
 	t.onRebuild = func() {
 		select {
@@ -172,10 +200,14 @@ func (b *grpcBalancer) configure(gc *GRPCConfig) error {
 	b.table, b.cfgJS = t, string(js)
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go func() {
 		defer b.wg.Done()
 		t.run(ctx)
+	}()
+	go func() {
+		defer b.wg.Done()
+		t.clock.run(ctx)
 	}()
 	go func() {
 		defer b.wg.Done()
@@ -290,13 +322,22 @@ type grpcChild struct {
 	state  connectivity.State
 }
 
-// setChildren records the children's pickers and states and rebuilds the
-// snapshot; it reports whether any child is READY.
+// setChildren records the children's pickers and states; it reports
+// whether any child is READY. endpointsharding hands over every child on
+// every change of one, so this is O(children) per call and has to be cheap:
+// unchanged children cost a comparison, and the snapshot is rebuilt only
+// when a child's READY-ness changed, at most every rebuildMinInterval
+// (at start-up, a thousand children become READY one by one).
 func (t *table) setChildren(children []endpointsharding.ChildState) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ready := false
+	ready, changed, first := false, false, false
+	now := t.cfg.now()
 	for _, ch := range children {
+		st := ch.State.ConnectivityState
+		if st == connectivity.Ready {
+			ready = true
+		}
 		if len(ch.Endpoint.Addresses) == 0 {
 			continue
 		}
@@ -305,15 +346,26 @@ func (t *table) setChildren(children []endpointsharding.ChildState) bool {
 			continue
 		}
 		old := ep.child.Load()
-		ep.child.Store(&grpcChild{picker: ch.State.Picker, state: ch.State.ConnectivityState})
-		if ch.State.ConnectivityState == connectivity.Ready {
-			ready = true
-			if old == nil || old.state != connectivity.Ready {
-				ep.activeSince.Store(t.cfg.now()) // (re)connected: slow start
-			}
+		if old != nil && old.picker == ch.State.Picker && old.state == st {
+			continue
+		}
+		ep.child.Store(&grpcChild{picker: ch.State.Picker, state: st})
+		wasReady := old != nil && old.state == connectivity.Ready
+		if wasReady == (st == connectivity.Ready) {
+			continue // READY-ness unchanged: picks read the child as they go
+		}
+		changed = true
+		if st == connectivity.Ready {
+			ep.activeSince.Store(now) // (re)connected: slow start
+			first = first || t.snapshot().empty()
 		}
 	}
-	t.rebuildLocked(t.cfg.now())
+	switch {
+	case first:
+		t.rebuildLocked(now) // the first connection: no waiting for it
+	case changed:
+		t.rebuildSoonLocked(now)
+	}
 	return ready
 }
 
@@ -344,18 +396,24 @@ func (t *table) resolverSet() []resolver.Endpoint {
 
 // grpcPicker picks with the table's current snapshot and delegates to the
 // chosen endpoint's pickfirst child. Its Done callback feeds the passive
-// figures: in-flight count, latency from pick to Done, failures.
+// figures: requests waiting, latency, failures, the server's ORCA load
+// report.
 type grpcPicker struct{ t *table }
 
 // errNoEligible is returned when endpoints are connected but none may
-// take the RPC (draining, filtered out). gRPC waits for a new picker for
-// wait-for-ready RPCs and fails the others with it.
-var errNoEligible = status.Error(codes.Unavailable, "smartroute: no eligible endpoint")
+// take the RPC (draining, filtered out). It is not a status error: gRPC
+// waits for a new picker for wait-for-ready RPCs and fails the others with
+// UNAVAILABLE and this message.
+var errNoEligible = errors.New("smartroute: no eligible endpoint")
+
+// notReadyRetries bounds the picks that skip an endpoint whose connection
+// stopped being READY since the snapshot was built.
+const notReadyRetries = 3
 
 func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	t := p.t
 	var pr pickRequest
-	pr.now = t.cfg.now()
+	pr.now = t.clock.Now()
 	if t.cfg.canary != nil || t.cfg.hashHeader != "" {
 		md, _ := metadata.FromOutgoingContext(info.Ctx)
 		if c := t.cfg.canary; c != nil {
@@ -371,11 +429,20 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			}
 		}
 	}
-	ep := t.snapshot().pick(&pr)
-	if ep == nil {
-		return balancer.PickResult{}, errNoEligible
+	s := t.snapshot()
+	var ep *endpoint
+	var child *grpcChild
+	for try := 0; ; try++ {
+		ep = s.pick(&pr)
+		if ep == nil {
+			return balancer.PickResult{}, errNoEligible
+		}
+		child = ep.child.Load()
+		if child != nil && child.state == connectivity.Ready || try == notReadyRetries {
+			break
+		}
+		pr.addTried(ep) // its connection just went down: another one
 	}
-	child := ep.child.Load()
 	if child == nil || child.picker == nil {
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
@@ -383,49 +450,103 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	if err != nil {
 		return res, err
 	}
-	t.m.picks.Inc()
-	ep.inflight.Add(1)
-	d, _ := t.dones.Get().(*grpcDone)
-	if d == nil {
-		d = new(grpcDone)
-		d.fn = d.done // bound once: a method value allocates
+	d := ep.grpcDone(t)
+	if t.streaming(info.FullMethodName) {
+		// A stream's length is the caller's business: it is neither a
+		// latency sample nor a request waiting on the endpoint.
+		return d.chain(res, d.stream)
 	}
-	d.t, d.ep, d.start, d.next = t, ep, pr.now, res.Done
-	res.Done = d.fn
+	h := ep.hot
+	if h.waiting.Add(1) == 1 {
+		h.progressAt.Store(pr.now)
+	}
+	if pr.now-h.timedAt.Load() >= int64(coarseTick) && h.timing.CompareAndSwap(false, true) {
+		// Timed precisely, one RPC at a time and at most one per tick:
+		// reading the precise clock costs more than a pick, and an
+		// estimate gains nothing from more than a thousand samples a
+		// second.
+		h.timedAt.Store(pr.now)
+		h.timedStart.Store(t.cfg.now())
+		return d.chain(res, d.timed)
+	}
+	return d.chain(res, d.untimed)
+}
+
+// grpcDones are an endpoint's Done callbacks, made once so that a pick
+// allocates nothing.
+type grpcDones struct {
+	t                      *table
+	ep                     *endpoint
+	untimed, timed, stream func(balancer.DoneInfo)
+}
+
+// grpcDone returns ep's callbacks, making them on first use.
+func (ep *endpoint) grpcDone(t *table) *grpcDones {
+	if d := ep.dones.Load(); d != nil {
+		return d
+	}
+	d := &grpcDones{t: t, ep: ep}
+	d.untimed = func(di balancer.DoneInfo) { d.done(di, false) }
+	d.timed = func(di balancer.DoneInfo) { d.done(di, true) }
+	d.stream = d.doneStream
+	if !ep.dones.CompareAndSwap(nil, d) {
+		return ep.dones.Load()
+	}
+	return d
+}
+
+// chain returns res with done as its Done, calling the child's Done (if
+// any) after it; only then does a pick allocate.
+func (d *grpcDones) chain(res balancer.PickResult, done func(balancer.DoneInfo)) (balancer.PickResult, error) {
+	if next := res.Done; next != nil {
+		res.Done = func(di balancer.DoneInfo) {
+			done(di)
+			next(di)
+		}
+		return res, nil
+	}
+	res.Done = done
 	return res, nil
 }
 
-// grpcDone is one RPC's Done callback: the endpoint it went to and when.
-// They are pooled per table, so that a pick allocates nothing.
-type grpcDone struct {
-	t     *table
-	ep    *endpoint
-	start int64
-	next  func(balancer.DoneInfo) // the child's Done, if any
-	fn    func(balancer.DoneInfo) // d.done
-}
-
-// done records the RPC's latency and outcome; gRPC calls it once per pick.
-func (d *grpcDone) done(di balancer.DoneInfo) {
-	t, ep, start, next := d.t, d.ep, d.start, d.next
-	d.t, d.ep, d.next = nil, nil, nil
-	t.dones.Put(d)
+// done records a unary RPC's outcome, latency when timed, and the server's
+// load report; gRPC calls it once per pick.
+func (d *grpcDones) done(di balancer.DoneInfo, timed bool) {
+	t, h := d.t, d.ep.hot
+	now := t.clock.Now()
+	var sample time.Duration
+	if timed {
+		sample = time.Duration(t.cfg.now() - h.timedStart.Load())
+		h.timing.Store(false)
+	}
+	h.answered(now)
 	// gRPC also calls Done, without an error, for a pick it did not use
 	// (the transport was not ready and it picks again): that says
 	// nothing of the endpoint and is no latency sample.
-	if di.Err != nil || di.BytesSent || di.BytesReceived {
-		end := t.cfg.now()
-		t.observe(ep, grpcOutcome(di), time.Duration(end-start), end)
+	if di.Err == nil && !di.BytesSent && !di.BytesReceived {
+		return
 	}
-	ep.inflight.Add(-1)
-	if next != nil {
-		next(di)
+	if di.ServerLoad != nil {
+		t.orcaReport(d.ep, di.ServerLoad, now)
+	}
+	t.observe(d.ep, grpcOutcome(di), sample, now)
+}
+
+// doneStream records how a stream ended: failures count against the
+// endpoint; its length is no sample.
+func (d *grpcDones) doneStream(di balancer.DoneInfo) {
+	if di.Err == nil && !di.BytesSent && !di.BytesReceived {
+		return
+	}
+	if o := grpcOutcome(di); o == outcomeFailure {
+		d.t.observe(d.ep, o, 0, d.t.clock.Now())
 	}
 }
 
-// grpcOutcome classifies a finished RPC for the endpoint's record: transport
-// failures and overload count against it, the server's application errors
-// do not, and cancellations say nothing.
+// grpcOutcome classifies a finished RPC for the endpoint's record, by the
+// same rule as HTTP attempts: transport failures, overload and running out
+// of time waiting on it count against the endpoint, the server's
+// application errors do not, and cancellations say nothing.
 func grpcOutcome(di balancer.DoneInfo) outcome {
 	if di.Err == nil {
 		return outcomeSuccess

@@ -34,6 +34,7 @@ const (
 	outcomeLabelHTTP4xx  = "http_4xx"
 	outcomeLabelError    = "error"
 	outcomeLabelCanceled = "canceled"
+	outcomeLabelDeadline = "deadline_exceeded"
 	outcomeLabelNoRoute  = "no_endpoint"
 )
 

@@ -17,32 +17,35 @@ import (
 const (
 	// DefaultPolicy is LeastLatency.
 	DefaultPolicy = LeastLatency
-	// DefaultDecay is the peak-EWMA time constant, as Finagle's and
-	// Linkerd's 10 s: long enough that one fast answer does not erase a
-	// slow streak, short enough that a recovered endpoint wins traffic back
-	// within tens of seconds.
+	// DefaultDecay is the longest an endpoint goes without a request
+	// measuring it: least_latency explores an endpoint as fast as the best
+	// every 100 ms, a slower one less often (see WithLatencyDecay), and
+	// never less often than this.
 	DefaultDecay = 10 * time.Second
 	// DefaultRTT is the latency assumed for a new endpoint before the
 	// prober or a request has measured it: a LAN round trip plus a little
 	// work, neither zero (a newcomer would take every request) nor a
 	// penalty (it would take none).
 	DefaultRTT = 10 * time.Millisecond
-	// DefaultFailurePenalty is the latency a failed request counts as. It
-	// is far above any healthy answer, so the endpoint loses traffic at
-	// once, and it decays like any sample so the endpoint is tried again
-	// once the others' cost rises or time passes.
+	// DefaultFailurePenalty is about how long one failure keeps an
+	// endpoint out of the running: a failure multiplies its cost by 5 and
+	// the penalty fades within this time, so one bad answer costs about a
+	// second of traffic while failure after failure keeps the endpoint out
+	// (Finagle's and Envoy's answers to the same problem are compared in
+	// the README). An endpoint no request has measured counts as this
+	// latency while its first request is out.
 	DefaultFailurePenalty = time.Second
-	// DefaultTieBand treats costs within 20% of the lowest as equal: cost
-	// estimates on shared machines jitter by that much, and spreading
-	// among near-equals is what stops many clients herding onto one
+	// DefaultTieBand treats expected latencies within 20% of each other as
+	// equal: estimates on shared machines jitter by that much, and among
+	// near-equals the candidate with fewer requests in flight is the
+	// better bet, which is also what stops many clients herding onto one
 	// endpoint.
 	DefaultTieBand = 0.2
-	// MaxScan bounds how many endpoints least_latency compares per pick, so
-	// a pick stays within a few hundred nanoseconds at any table size;
-	// larger tables are sampled through a window at a random place. Among
-	// 32 random endpoints the best is within the top 3% of the table with
-	// probability 1-0.97^32 ≈ 62%, and within the top 10% with 97%.
-	MaxScan = 32
+	// DefaultLoadReportMaxAge is how long a server's load report counts
+	// (WithLoadReportMaxAge): fully when fresh, half after a tenth of it,
+	// not at all once it is older. Requests in flight change within a
+	// service time; a report a second old says little.
+	DefaultLoadReportMaxAge = 500 * time.Millisecond
 	// DefaultPanicThreshold is Envoy's: below 50% healthy, pick among all.
 	DefaultPanicThreshold = 0.5
 	// DefaultRingReplicas is the number of points per endpoint on the
@@ -75,6 +78,12 @@ type config struct {
 	emptyGrace     time.Duration
 	maxConnAge     time.Duration
 	slowStartMin   float64
+	maxReportAge   time.Duration
+
+	// Derived by derive: the failure penalty's time constant (ns) and
+	// the load report's.
+	penaltyTau    float64
+	loadReportTau time.Duration
 
 	outlier  OutlierDetection
 	zone     Zone
@@ -119,6 +128,7 @@ func defaultConfig() config {
 		ringReplicas:   DefaultRingReplicas,
 		slowStartMin:   DefaultSlowStartMinShare,
 		emptyGrace:     DefaultEmptySetGrace,
+		maxReportAge:   DefaultLoadReportMaxAge,
 		outlier:        OutlierDetection{}.withDefaults(),
 		zone:           Zone{}.withDefaults(),
 		retry:          RetryPolicy{}.withDefaults(),
@@ -146,6 +156,9 @@ func (c *config) validate() error {
 	case c.ringReplicas < 1:
 		return fmt.Errorf("client: ring replicas %d must be at least 1", c.ringReplicas)
 	}
+	if c.maxReportAge <= 0 {
+		return fmt.Errorf("client: load report max age %v must be positive", c.maxReportAge)
+	}
 	if err := c.outlier.validate(); err != nil {
 		return err
 	}
@@ -168,22 +181,35 @@ func (c *config) validate() error {
 	return nil
 }
 
+// derive computes the fields that follow from the others; every
+// constructor calls it once the options are applied.
+func (c *config) derive() {
+	c.penaltyTau = float64(c.failurePenalty) / failureDecays
+	c.loadReportTau = c.maxReportAge / 10
+}
+
 // WithPolicy sets the picking policy (default LeastLatency).
 func WithPolicy(p Policy) Option { return func(c *config) { c.policy = p } }
 
-// WithLatencyDecay sets the peak-EWMA time constant (default DefaultDecay).
+// WithLatencyDecay sets the longest an eligible endpoint goes without a
+// request measuring its latency (default DefaultDecay). least_latency
+// sends an exploratory request to an endpoint whose estimate is older than
+// 100 ms × (its expected latency / the best's)², capped by d.
 func WithLatencyDecay(d time.Duration) Option { return func(c *config) { c.decay = d } }
 
 // WithDefaultRTT sets the latency assumed for an endpoint nothing has
 // measured yet (default DefaultRTT).
 func WithDefaultRTT(d time.Duration) Option { return func(c *config) { c.defaultRTT = d } }
 
-// WithFailurePenalty sets the latency a failed request counts as (default
-// DefaultFailurePenalty).
+// WithFailurePenalty sets about how long one failure keeps an endpoint
+// out of the running, and the latency an unmeasured endpoint counts as
+// while its first request is out (default DefaultFailurePenalty).
 func WithFailurePenalty(d time.Duration) Option { return func(c *config) { c.failurePenalty = d } }
 
-// WithTieBand sets the share within which costs count as equal for
-// least_latency (default DefaultTieBand; 0 always takes the single lowest).
+// WithTieBand sets the share within which expected latencies count as
+// equal for least_latency and p2c, which then prefer the candidate with
+// fewer requests in flight (default DefaultTieBand; 0 compares latencies
+// only).
 func WithTieBand(share float64) Option { return func(c *config) { c.tieBand = share } }
 
 // WithPanicThreshold sets the healthy share below which the client picks
@@ -233,6 +259,12 @@ func WithCanary(can Canary) Option {
 		c.canary = &can
 	}
 }
+
+// WithLoadReportMaxAge sets how long a server's load report (requests in
+// flight, capacity; package loadreport) counts in the cost (default
+// DefaultLoadReportMaxAge): fully when fresh, half after d/10, not at all
+// after d.
+func WithLoadReportMaxAge(d time.Duration) Option { return func(c *config) { c.maxReportAge = d } }
 
 // WithProbe sets the active health check run against every endpoint
 // (default probe.TCP{} with the probe package's defaults).

@@ -1,29 +1,62 @@
 package client
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 )
 
+// benchTable returns a table of n endpoints for policy on the real clock,
+// with its coarse clock running, every endpoint measured, one in ten with
+// a failure penalty and one in ten with a server load report: a pick
+// computes what it computes in production (penalty decay, report age,
+// the age of unanswered requests).
+func benchTable(b *testing.B, policy Policy, n int) *table {
+	tb, _ := testTable(b, addrs(n), WithoutProbe(), WithPolicy(policy), WithHashKey(HashByHeader("X")))
+	epoch := time.Now()
+	tb.cfg.now = func() int64 { return int64(time.Since(epoch)) }
+	tb.clock = newCoarseClock(tb.cfg.now, tb.refresh)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tb.clock.run(ctx)
+	}()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	now := tb.cfg.now()
+	for i, ep := range tb.snapshot().all {
+		tb.observe(ep, outcomeSuccess, time.Duration(1+i%17)*time.Millisecond, now)
+		switch i % 10 {
+		case 3:
+			tb.observe(ep, outcomeFailure, 0, now)
+		case 7:
+			ep.hot.report(float64(i%5), 4, now)
+		}
+	}
+	tb.refreshNow(tb.clock.Now())
+	return tb
+}
+
 // BenchmarkPick measures one pick per policy and table size, serially and
-// from all cores at once. Every case must report 0 allocs/op.
+// from all cores at once, on a moving clock. Every case must report 0
+// allocs/op.
 //
 //	go test -run XXX -bench BenchmarkPick -benchmem ./client
 func BenchmarkPick(b *testing.B) {
 	for _, policy := range Policies() {
 		for _, n := range []int{10, 100, 10000} {
-			tb, clk := testTable(b, addrs(n), WithoutProbe(), WithPolicy(policy), WithHashKey(HashByHeader("X")))
-			for i, ep := range tb.snapshot().all {
-				tb.observe(ep, outcomeSuccess, time.Duration(1+i%17)*time.Millisecond, clk.now())
-			}
+			tb := benchTable(b, policy, n)
 			name := fmt.Sprintf("%s/n=%d", policy, n)
 			b.Run(name+"/serial", func(b *testing.B) {
 				b.ReportAllocs()
 				var key uint64
 				for b.Loop() {
 					key += 0x9E3779B97F4A7C15
-					pr := pickRequest{now: clk.now(), hash: key, hasHash: true}
+					pr := pickRequest{now: tb.clock.Now(), hash: key, hasHash: true}
 					if tb.snapshot().pick(&pr) == nil {
 						b.Fatal("no pick")
 					}
@@ -35,7 +68,7 @@ func BenchmarkPick(b *testing.B) {
 					var key uint64
 					for pb.Next() {
 						key += 0x9E3779B97F4A7C15
-						pr := pickRequest{now: clk.now(), hash: key, hasHash: true}
+						pr := pickRequest{now: tb.clock.Now(), hash: key, hasHash: true}
 						if tb.snapshot().pick(&pr) == nil {
 							b.Fatal("no pick")
 						}

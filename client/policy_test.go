@@ -33,6 +33,7 @@ func testTable(t testing.TB, eps []resolver.Endpoint, opts ...Option) (*table, *
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
+	cfg.derive()
 	cfg.logger = discardLogger()
 	m, err := newClientMetrics(nil, "test", cfg.policy, false)
 	if err != nil {
@@ -44,6 +45,14 @@ func testTable(t testing.TB, eps []resolver.Endpoint, opts ...Option) (*table, *
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// refreshNow runs the table's periodic refresh at now, as the clock
+// goroutine does every 10 ms.
+func (tb *table) refreshNow(now int64) {
+	for _, p := range tb.snapshot().pools() {
+		p.refresh(tb.cfg, now)
+	}
+}
 
 func addrs(n int) []resolver.Endpoint {
 	eps := make([]resolver.Endpoint, n)
@@ -191,6 +200,7 @@ func TestLeastLatencyPrefersLowestCostAndSpreadsAmongEquals(t *testing.T) {
 	for i, e := range addrs(4) {
 		tb.observe(tb.ep(e.Addr), outcomeSuccess, lat[i], clk.now())
 	}
+	tb.refreshNow(clk.now())
 	counts := pickN(tb, clk, 3000, nil)
 	if counts[addrs(4)[3].Addr] != 0 {
 		t.Fatalf("slow endpoint picked %d times: %v", counts[addrs(4)[3].Addr], counts)
@@ -200,60 +210,111 @@ func TestLeastLatencyPrefersLowestCostAndSpreadsAmongEquals(t *testing.T) {
 			t.Fatalf("near-equal endpoint %s picked %d of 3000: the tie band does not spread: %v", e.Addr, c, counts)
 		}
 	}
-	// In-flight requests raise the cost: with seven in flight each fast
-	// endpoint costs 5ms×8 = 40ms, more than the idle slow one's 25ms.
-	for _, e := range addrs(4)[:3] {
-		tb.ep(e.Addr).inflight.Store(7)
+	// Among near-equals, fewer requests in flight wins: the two 5 ms
+	// endpoints are busy, the 5.2 ms one idle.
+	for _, e := range addrs(4)[:2] {
+		tb.ep(e.Addr).hot.inflight.Store(3)
 	}
+	counts = pickN(tb, clk, 300, nil)
+	if c := counts[addrs(4)[2].Addr]; c < 150 {
+		t.Fatalf("with the other two busy, the idle near-equal endpoint got %d of 300: %v", c, counts)
+	}
+	// A server that reports it is full (hot, in Prequal's terms) costs a
+	// queue: 7 in flight against a capacity of 1 makes each fast endpoint
+	// cost 5ms×8 = 40ms, more than the idle slow one's 25ms.
+	for _, e := range addrs(4)[:3] {
+		tb.ep(e.Addr).hot.report(7, 1, clk.now())
+	}
+	tb.refreshNow(clk.now())
 	counts = pickN(tb, clk, 100, nil)
 	if counts[addrs(4)[3].Addr] != 100 {
-		t.Fatalf("with 7 in flight on every fast endpoint, picks %v, want all on the idle slow one", counts)
+		t.Fatalf("with every fast server reporting 7 in flight for a capacity of 1, picks %v, want all on the idle slow one", counts)
 	}
 }
 
-func TestPeakEWMAJumpsToSpikesAndDecaysSlowly(t *testing.T) {
-	tb, clk := testTable(t, addrs(1), WithoutProbe(), WithLatencyDecay(10*time.Second))
+// One spike or one failure costs an endpoint little: the estimate follows
+// a spike part of the way and comes back within a few answers, and a
+// failure's penalty fades within the failure penalty time.
+func TestEstimateIsQuickToPunishAndQuickToForgive(t *testing.T) {
+	tb, clk := testTable(t, addrs(1), WithoutProbe())
 	ep := tb.ep(addrs(1)[0].Addr)
-	tb.observe(ep, outcomeSuccess, 5*time.Millisecond, clk.now())
-	clk.advance(100 * time.Millisecond)
-	tb.observe(ep, outcomeSuccess, 50*time.Millisecond, clk.now())
-	if got := ep.latency.raw(); got != 50*time.Millisecond {
-		t.Fatalf("after a 50ms spike the estimate is %v, want 50ms at once", got)
-	}
-	clk.advance(100 * time.Millisecond)
-	tb.observe(ep, outcomeSuccess, 5*time.Millisecond, clk.now())
-	if got := ep.latency.raw(); got < 49*time.Millisecond {
-		t.Fatalf("one fast sample 100ms later pulled the estimate to %v; peak EWMA forgets slowly", got)
-	}
-	for i := 0; i < 100; i++ { // 10 s of 5ms samples
-		clk.advance(100 * time.Millisecond)
+	est := func() time.Duration { return time.Duration(loadFloat(&ep.hot.est)) }
+	for range 5 {
+		clk.advance(10 * time.Millisecond)
 		tb.observe(ep, outcomeSuccess, 5*time.Millisecond, clk.now())
 	}
-	if got := ep.latency.raw(); got > 25*time.Millisecond {
-		t.Fatalf("after one time constant of 5ms samples the estimate is %v, want well below 25ms", got)
+	clk.advance(10 * time.Millisecond)
+	tb.observe(ep, outcomeSuccess, 50*time.Millisecond, clk.now())
+	if got := est(); got < 12*time.Millisecond || got > 20*time.Millisecond {
+		t.Fatalf("after a 10× spike the estimate is %v, want it raised part of the way (about 16ms)", got)
 	}
+	for range 4 {
+		clk.advance(10 * time.Millisecond)
+		tb.observe(ep, outcomeSuccess, 5*time.Millisecond, clk.now())
+	}
+	if got := est(); got > 6250*time.Microsecond {
+		t.Fatalf("four answers at 5ms after the spike leave the estimate at %v, want within 25%% of 5ms", got)
+	}
+	expected := func() float64 { return expectedOf(tb.cfg, ep, clk.now()) }
+	base := expected()
 	tb.observe(ep, outcomeFailure, time.Millisecond, clk.now())
-	if got := ep.latency.raw(); got < DefaultFailurePenalty {
-		t.Fatalf("a failure counts as %v, want the %v penalty", got, DefaultFailurePenalty)
+	if got := expected() / base; got < 4.9 {
+		t.Fatalf("right after a failure the expected latency is %.1f× its estimate, want 5×", got)
+	}
+	if got := est(); got > 6250*time.Microsecond {
+		t.Fatalf("a fast failure changed the latency estimate to %v", got)
+	}
+	clk.advance(DefaultFailurePenalty)
+	if got := expected() / base; got > 1.15 {
+		t.Fatalf("one failure penalty time after a failure the expected latency is still %.2f× its estimate", got)
+	}
+	// Failure after failure keeps it out.
+	for range 5 {
+		clk.advance(100 * time.Millisecond)
+		tb.observe(ep, outcomeFailure, time.Millisecond, clk.now())
+	}
+	if got := expected() / base; got < 10 {
+		t.Fatalf("after five failures in half a second the expected latency is only %.1f× its estimate", got)
 	}
 }
 
+// A caller's deadline or a per-try timeout is a lower bound on the
+// latency: it raises the estimate, and never lowers it.
+func TestTimedOutAttemptRaisesTheEstimate(t *testing.T) {
+	tb, clk := testTable(t, addrs(1), WithoutProbe())
+	ep := tb.ep(addrs(1)[0].Addr)
+	tb.observe(ep, outcomeSuccess, 5*time.Millisecond, clk.now())
+	tb.observe(ep, outcomeFailure, 150*time.Millisecond, clk.now())
+	if got := time.Duration(loadFloat(&ep.hot.est)); got < 25*time.Millisecond {
+		t.Fatalf("a request that timed out after 150ms left the estimate at %v", got)
+	}
+}
+
+// An endpoint not measured for long gets one exploratory request, not a
+// burst, and not before its slowness says it is worth it.
 func TestIdleEndpointIsExploredAgain(t *testing.T) {
 	tb, clk := testTable(t, addrs(2), WithoutProbe(), WithTieBand(0))
 	fast, slow := tb.ep(addrs(2)[0].Addr), tb.ep(addrs(2)[1].Addr)
 	tb.observe(slow, outcomeSuccess, 30*time.Millisecond, clk.now())
-	// 30ms decays below the busy fast endpoint's 10ms after tau×ln(3) ≈
-	// 11 s; allow up to 20 s.
-	for i := 0; i < 400; i++ {
+	start := clk.now()
+	explored := time.Duration(0)
+	for range 200 { // 10 s
 		clk.advance(50 * time.Millisecond)
 		tb.observe(fast, outcomeSuccess, 5*time.Millisecond, clk.now())
-		fast.inflight.Store(1) // the fast one is busy: cost 10ms
-		pr := pickRequest{now: clk.now()}
-		if tb.snapshot().pick(&pr) == slow {
-			return // the idle estimate decayed below the busy fast one
+		tb.refreshNow(clk.now())
+		counts := pickN(tb, clk, 20, nil)
+		if c := counts[slow.addr]; c > 0 {
+			if c > 1 {
+				t.Fatalf("exploration sent %d requests at once to the slow endpoint", c)
+			}
+			explored = time.Duration(clk.now() - start)
+			break
 		}
 	}
-	t.Fatal("an endpoint idle for 20 s (two time constants) was never tried again")
+	// 30ms against 5ms: explored after 100ms × 6² = 3.6 s.
+	if explored < 2*time.Second || explored > 5*time.Second {
+		t.Fatalf("the slow endpoint was explored %v after its last sample, want after about 3.6 s", explored)
+	}
 }
 
 func TestNewEndpointStartsFromProbeRTTNotZero(t *testing.T) {
@@ -262,14 +323,15 @@ func TestNewEndpointStartsFromProbeRTTNotZero(t *testing.T) {
 	tb.observe(old, outcomeSuccess, 5*time.Millisecond, clk.now())
 	tb.update(resolver.State{Endpoints: addrs(2)})
 	fresh := tb.ep(addrs(2)[1].Addr)
-	if got := fresh.latency.raw(); got != DefaultRTT {
+	est := func(ep *endpoint) time.Duration { return time.Duration(loadFloat(&ep.hot.est)) }
+	if got := est(fresh); got != DefaultRTT {
 		t.Fatalf("new endpoint starts at %v, want the default %v", got, DefaultRTT)
 	}
 	tb.onProbe(probe.Event{Status: probe.Status{Addr: fresh.addr, Health: probe.Healthy, RTT: 2 * time.Millisecond}})
-	if got := fresh.latency.raw(); got != 2*time.Millisecond {
+	if got := est(fresh); got != 2*time.Millisecond {
 		t.Fatalf("after a probe the estimate is %v, want the 2ms probe RTT", got)
 	}
-	if got := old.latency.raw(); got != 5*time.Millisecond {
+	if got := est(old); got != 5*time.Millisecond {
 		t.Fatalf("adding an endpoint reset the old one's estimate to %v", got)
 	}
 }
@@ -485,16 +547,17 @@ func TestStatePersistsAcrossMembershipChanges(t *testing.T) {
 	tb, clk := testTable(t, addrs(2), WithoutProbe())
 	ep := tb.ep(addrs(2)[0].Addr)
 	tb.observe(ep, outcomeSuccess, 42*time.Millisecond, clk.now())
-	ep.inflight.Store(3)
+	ep.hot.inflight.Store(3)
+	rtt := func() time.Duration { return time.Duration(loadFloat(&ep.hot.est)) }
 	tb.update(resolver.State{Endpoints: addrs(5)})
 	tb.update(resolver.State{Endpoints: addrs(4)})
-	if got := tb.ep(ep.addr); got != ep || ep.latency.raw() != 42*time.Millisecond || ep.inflight.Load() != 3 {
-		t.Fatalf("membership change reset state: same=%v rtt=%v inflight=%d", got == ep, ep.latency.raw(), ep.inflight.Load())
+	if got := tb.ep(ep.addr); got != ep || rtt() != 42*time.Millisecond || ep.hot.inflight.Load() != 3 {
+		t.Fatalf("membership change reset state: same=%v rtt=%v inflight=%d", got == ep, rtt(), ep.hot.inflight.Load())
 	}
 	changed := addrs(4)
 	changed[0].Weight = 9
 	tb.update(resolver.State{Endpoints: changed})
-	if ep.weight() != 9 || ep.latency.raw() != 42*time.Millisecond {
+	if ep.weight() != 9 || rtt() != 42*time.Millisecond {
 		t.Fatal("attribute change lost or reset the endpoint")
 	}
 	tb.update(resolver.State{Err: fmt.Errorf("etcd down"), Endpoints: nil})
@@ -515,21 +578,29 @@ func TestParsePolicyNamesTheValidOnes(t *testing.T) {
 }
 
 // An endpoint no request has measured, whose probe RTT (a new connection
-// per check) is above the others' request latency, is still explored: its
-// seed decays even though the prober keeps refreshing it.
+// per check) is above the others' request latency, is still explored at
+// the next refresh.
 func TestUnmeasuredEndpointIsExploredDespiteAHighProbeRTT(t *testing.T) {
 	eps := addrs(2)
 	tb, clk := testTable(t, eps, WithoutProbe(), WithTieBand(0))
 	measured, fresh := tb.ep(eps[0].Addr), tb.ep(eps[1].Addr)
-	for range 200 {
-		clk.advance(100 * time.Millisecond)
-		tb.observe(measured, outcomeSuccess, 5*time.Millisecond, clk.now())
-		tb.onProbe(probe.Event{Status: probe.Status{Addr: fresh.addr, Health: probe.Healthy, RTT: 20 * time.Millisecond}})
-		if c := pickN(tb, clk, 1, nil); c[fresh.addr] > 0 {
-			return
+	for range 3 {
+		pr := pickRequest{now: clk.now()}
+		if ep := tb.snapshot().pick(&pr); ep != nil {
+			ep.hot.start(clk.now())
+			ep.hot.answered(clk.now())
+			tb.observe(ep, outcomeSuccess, time.Duration(map[bool]int{true: 20, false: 5}[ep == fresh])*time.Millisecond, clk.now())
 		}
 	}
-	t.Fatal("the unmeasured endpoint was never picked in 20 s")
+	tb.update(resolver.State{Endpoints: addrs(3)})
+	newcomer := tb.ep(addrs(3)[2].Addr)
+	tb.onProbe(probe.Event{Status: probe.Status{Addr: newcomer.addr, Health: probe.Healthy, RTT: 20 * time.Millisecond}})
+	clk.advance(10 * time.Millisecond)
+	tb.observe(measured, outcomeSuccess, 5*time.Millisecond, clk.now())
+	tb.refreshNow(clk.now())
+	if c := pickN(tb, clk, 20, nil); c[newcomer.addr] != 1 {
+		t.Fatalf("the unmeasured newcomer got %d of the 20 picks after a refresh, want one exploratory request: %v", c[newcomer.addr], c)
+	}
 }
 
 func TestDecayApproximatesExpAndDecreases(t *testing.T) {

@@ -408,7 +408,7 @@ func TestPickExplainsTheChoice(t *testing.T) {
 		if ch.Addr == bs[2].Addr() {
 			t.Fatalf("Pick chose the slow backend: %+v", ch)
 		}
-		if ch.Policy != client.LeastLatency || ch.Eligible != 3 || ch.Cost <= 0 || !strings.Contains(ch.Reason, "lowest cost") {
+		if ch.Policy != client.LeastLatency || ch.Eligible != 3 || ch.Cost <= 0 || !strings.Contains(ch.Reason, "expected latency") {
 			t.Fatalf("choice %+v", ch)
 		}
 	}

@@ -21,23 +21,41 @@ type snapshot struct {
 	// all is every endpoint of the table, eligible or not, in address
 	// order.
 	all []*endpoint
+	// ring is the consistent-hash ring over all (consistent_hash only). It
+	// changes with membership and weights alone: health and ejection
+	// changes only change the pools' members, so they cost no ring
+	// rebuild.
+	ring []ringEntry
 }
 
 // pool is the endpoints one pick chooses among, with what the policy
 // precomputed over them.
 type pool struct {
 	eps []*endpoint
-	// spill holds the eligible endpoints of other zones while eps is
-	// narrowed to the healthy local zone: where a retry goes once every
-	// local endpoint was tried.
-	spill []*endpoint
+	// hot holds eps[i].hot at i: the pick path reads these blocks without
+	// going through the endpoints.
+	hot []*hotState
+	// spill is the eligible endpoints of other zones while eps is narrowed
+	// to the healthy local zone: where a retry goes once every local
+	// endpoint was tried, picked by the same policy.
+	spill *pool
 	// panic is set when too few endpoints were healthy and eps holds all
 	// of them regardless of health.
 	panic bool
 
 	next atomic.Uint64 // round-robin position
 	wrr  []int32       // smooth weighted round-robin schedule of indexes into eps
-	ring []ringEntry   // consistent-hash ring
+	// member marks, by index into snapshot.all, the endpoints of this pool
+	// on the snapshot's ring; a pool much smaller than the table has a ring
+	// of its own instead, over eps (consistent_hash only).
+	member []bool
+	ring   []ringEntry
+
+	// sampler draws least_latency's leaders and challengers; explore holds
+	// the endpoints due for an exploratory request. Both are refreshed off
+	// the request path (table.refresh).
+	sampler atomic.Pointer[sampler]
+	explore atomic.Pointer[exploreBatch]
 }
 
 // eligibility of one endpoint for a pool.
@@ -53,9 +71,10 @@ const (
 )
 
 // buildSnapshot arranges eps (in address order) for the configured policy
-// at now.
-func buildSnapshot(cfg *config, eps []*endpoint, now int64) *snapshot {
-	s := &snapshot{cfg: cfg, all: eps}
+// at now. ring is the consistent-hash ring over eps, when the policy uses
+// one.
+func buildSnapshot(cfg *config, eps []*endpoint, ring []ringEntry, now int64) *snapshot {
+	s := &snapshot{cfg: cfg, all: eps, ring: ring}
 	var stable, canary []*endpoint
 	for _, ep := range eps {
 		if cfg.canary != nil && matches(ep.attrs.Load().Labels, cfg.canary.Labels) {
@@ -70,7 +89,37 @@ func buildSnapshot(cfg *config, eps []*endpoint, now int64) *snapshot {
 	} else {
 		s.canary = &pool{}
 	}
+	if cfg.policy == ConsistentHash {
+		for _, p := range s.pools() {
+			if len(p.eps)*ownRingFactor < len(eps) {
+				p.ring = buildRing(p.eps, cfg.ringReplicas)
+				continue
+			}
+			p.member = make([]bool, len(eps))
+			for _, ep := range p.eps {
+				p.member[ep.pos] = true
+			}
+		}
+	}
 	return s
+}
+
+// empty reports whether no endpoint is eligible.
+func (s *snapshot) empty() bool {
+	return len(s.stable.eps) == 0 && len(s.canary.eps) == 0
+}
+
+// pools returns every pool of the snapshot: the subsets and their
+// spill-over pools.
+func (s *snapshot) pools() []*pool {
+	out := make([]*pool, 0, 4)
+	for _, p := range []*pool{s.stable, s.canary} {
+		out = append(out, p)
+		if p.spill != nil {
+			out = append(out, p.spill)
+		}
+	}
+	return out
 }
 
 // classify says whether ep may take new requests at now, and if not why.
@@ -92,7 +141,6 @@ func classify(cfg *config, ep *endpoint, now int64) eligibility {
 }
 
 func buildPool(cfg *config, members []*endpoint, now int64) *pool {
-	p := &pool{}
 	var candidates, healthy []*endpoint
 	for _, ep := range members {
 		switch classify(cfg, ep, now) {
@@ -106,21 +154,33 @@ func buildPool(cfg *config, members []*endpoint, now int64) *pool {
 	// Panic threshold, as Envoy: when too few endpoints are healthy, the
 	// health signal is more likely wrong than the endpoints, and failing
 	// every request is worse than trying them all.
-	eps := healthy
+	eps, panicking := healthy, false
 	if len(candidates) > 0 && float64(len(healthy)) < cfg.panicThreshold*float64(len(candidates)) {
-		eps = candidates
-		p.panic = true
+		eps, panicking = candidates, true
 	}
-	eps, p.spill = zoneView(cfg, eps, candidates, healthy)
-	p.eps = eps
+	local, spill := zoneView(cfg, eps, candidates, healthy)
+	p := newPool(cfg, local, now)
+	p.panic = panicking
+	if len(spill) > 0 {
+		p.spill = newPool(cfg, spill, now)
+	}
+	return p
+}
+
+// newPool arranges eps for the policy.
+func newPool(cfg *config, eps []*endpoint, now int64) *pool {
+	p := &pool{eps: eps, hot: make([]*hotState, len(eps))}
+	for i, ep := range eps {
+		p.hot[i] = ep.hot
+	}
 	// Start each new pool at a random place, so that frequent rebuilds do
 	// not favour the first endpoints.
 	p.next.Store(rand.Uint64())
 	switch cfg.policy {
 	case WeightedRoundRobin:
 		p.wrr = smoothWRRSchedule(eps, cfg, now)
-	case ConsistentHash:
-		p.ring = buildRing(eps, cfg.ringReplicas)
+	case LeastLatency:
+		p.refresh(cfg, now)
 	}
 	return p
 }

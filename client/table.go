@@ -25,10 +25,19 @@ type table struct {
 
 	snap snapshotPointer
 
+	// clock is the pick path's coarse clock; it also drives refresh.
+	clock *coarseClock
+	// refreshedAt is when the pools were last refreshed (clock goroutine
+	// only).
+	refreshedAt int64
+
 	mu        sync.Mutex
 	endpoints map[string]*endpoint
 	sorted    []*endpoint
-	ejected   int // endpoints currently ejected
+	// ring is the consistent-hash ring over sorted, rebuilt when
+	// membership or weights change (consistent_hash only).
+	ring    []ringEntry
+	ejected int // endpoints currently ejected
 	// emptySince is when the resolver started to deliver an empty set
 	// while the table held endpoints (0 when not holding): see
 	// WithEmptySetGrace.
@@ -49,8 +58,12 @@ type table struct {
 	// onRebuild, if set, is called (under mu; it must not block) after
 	// every new snapshot.
 	onRebuild func()
+	// rebuiltAt is when the last snapshot was built; dirty is set when a
+	// rebuild was put off (rebuildSoonLocked).
+	rebuiltAt int64
+	dirty     bool
 
-	dones sync.Pool // *grpcDone, for the gRPC picker
+	methods methodKinds // the gRPC picker's streaming methods
 
 	wake  chan struct{} // nudges run to recompute its timer
 	ready chan struct{} // closed once the first resolver state arrived
@@ -64,8 +77,27 @@ func newTable(cfg *config, m *clientMetrics) *table {
 		wake:      make(chan struct{}, 1),
 		ready:     make(chan struct{}),
 	}
-	t.snap.Store(buildSnapshot(cfg, nil, cfg.now()))
+	t.clock = newCoarseClock(cfg.now, t.refresh)
+	t.snap.Store(buildSnapshot(cfg, nil, nil, cfg.now()))
 	return t
+}
+
+// refresh recomputes the pools' candidate weights and exploration lists
+// (least_latency), from the clock goroutine every refreshTicks; a pool of
+// n endpoints is refreshed at most every n·refreshPerEndpoint.
+func (t *table) refresh(now int64) {
+	if t.cfg.policy != LeastLatency {
+		return
+	}
+	s := t.snapshot()
+	n := len(s.all)
+	if now-t.refreshedAt < int64(n)*int64(refreshPerEndpoint) {
+		return
+	}
+	t.refreshedAt = now
+	for _, p := range s.pools() {
+		p.refresh(t.cfg, now)
+	}
 }
 
 func (t *table) snapshot() *snapshot { return t.snap.Load() }
@@ -113,7 +145,7 @@ func (t *table) update(st resolver.State) {
 // address list when membership changed, nil otherwise.
 func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
 	seen := make(map[string]bool, len(eps))
-	changed := false
+	changed, membership, reweighted := false, false, false
 	for _, e := range eps {
 		if seen[e.Addr] {
 			continue // a resolver should not repeat an address; keep the first
@@ -122,18 +154,20 @@ func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
 		ep, ok := t.endpoints[e.Addr]
 		if !ok {
 			ep = newEndpoint(e, now)
-			ep.latency.seed(t.cfg.defaultRTT, now)
+			ep.hot.seed(t.cfg.defaultRTT)
 			t.endpoints[e.Addr] = ep
-			changed = true
+			changed, membership = true, true
 			continue
 		}
 		if old := ep.attrs.Load(); !old.Equal(e) || old.Origin != e.Origin {
+			if old.Weight != e.Weight {
+				reweighted = true // the ring's points follow weights
+			}
 			e := e
 			ep.attrs.Store(&e)
 			changed = true
 		}
 	}
-	membership := false
 	for addr, ep := range t.endpoints {
 		if !seen[addr] {
 			delete(t.endpoints, addr)
@@ -147,17 +181,22 @@ func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
 			changed, membership = true, true
 		}
 	}
-	if len(t.endpoints) != len(t.sorted) {
-		membership = true
-	}
 	if !changed && t.sorted != nil {
 		return nil
 	}
-	t.sorted = make([]*endpoint, 0, len(t.endpoints))
-	for _, ep := range t.endpoints {
-		t.sorted = append(t.sorted, ep)
+	if membership || t.sorted == nil {
+		t.sorted = make([]*endpoint, 0, len(t.endpoints))
+		for _, ep := range t.endpoints {
+			t.sorted = append(t.sorted, ep)
+		}
+		slices.SortFunc(t.sorted, func(a, b *endpoint) int { return strings.Compare(a.addr, b.addr) })
+		for i, ep := range t.sorted {
+			ep.pos = i
+		}
 	}
-	slices.SortFunc(t.sorted, func(a, b *endpoint) int { return strings.Compare(a.addr, b.addr) })
+	if t.cfg.policy == ConsistentHash && (membership || reweighted || t.ring == nil) {
+		t.ring = buildRing(t.sorted, t.cfg.ringReplicas)
+	}
 	t.rebuildLocked(now)
 	if !membership {
 		return nil
@@ -169,9 +208,26 @@ func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
 	return addrs
 }
 
+// rebuildMinInterval spaces the rebuilds that bursts of small changes ask
+// for (rebuildSoonLocked).
+const rebuildMinInterval = time.Millisecond
+
+// rebuildSoonLocked rebuilds now, or within rebuildMinInterval when the
+// last rebuild is more recent: a burst of changes costs one rebuild per
+// interval, not one per change.
+func (t *table) rebuildSoonLocked(now int64) {
+	if now-t.rebuiltAt >= int64(rebuildMinInterval) {
+		t.rebuildLocked(now)
+		return
+	}
+	t.dirty = true
+	t.wakeLocked()
+}
+
 // rebuildLocked publishes a new snapshot of the current table.
 func (t *table) rebuildLocked(now int64) {
-	s := buildSnapshot(t.cfg, t.sorted, now)
+	t.rebuiltAt, t.dirty = now, false
+	s := buildSnapshot(t.cfg, t.sorted, t.ring, now)
 	t.snap.Store(s)
 	t.m.observeSnapshot(s, now)
 	if t.onRebuild != nil {
@@ -186,6 +242,14 @@ func (t *table) wakeLocked() {
 	case t.wake <- struct{}{}:
 	default:
 	}
+}
+
+// holding reports whether the table keeps its last set through the
+// empty-set grace.
+func (t *table) holding() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.emptySince != 0
 }
 
 // endHoldLocked applies the empty set once the grace period of an empty
@@ -218,7 +282,7 @@ func (t *table) onProbe(ev probe.Event) {
 	now := t.cfg.now()
 	if ev.RTT > 0 {
 		ep.probeRTT.Store(int64(ev.RTT))
-		ep.latency.seed(ev.RTT, now)
+		ep.hot.seed(ev.RTT)
 	}
 	if ev.LastErr != nil {
 		msg := ev.LastErr.Error()
@@ -252,20 +316,38 @@ type outcome int
 const (
 	outcomeSuccess outcome = iota
 	outcomeFailure         // connection error, timeout, 5xx: counts against the endpoint
-	outcomeNeutral         // cancelled by the caller, or a 4xx: says nothing of the endpoint
+	outcomeNeutral         // cancelled by the caller: says nothing of the endpoint
 )
 
-// observe records the passive figures of one finished attempt and runs
-// outlier detection.
-func (t *table) observe(ep *endpoint, o outcome, latency time.Duration, now int64) {
+// observe records the passive figures of one finished attempt at now and
+// runs outlier detection. sample is its latency when it was timed (0
+// otherwise): a success's sample feeds the estimate; a failure's is a
+// lower bound (a request that timed out after d took at least d), and a
+// failure adds a short-lived penalty kept apart from the estimate.
+func (t *table) observe(ep *endpoint, o outcome, sample time.Duration, now int64) {
 	ep.requests.Add(1)
+	h := ep.hot
 	switch o {
 	case outcomeSuccess:
-		ep.latency.observe(latency, now, t.cfg.decay)
-		ep.consecutiveFailures.Store(0)
+		if sample > 0 || loadFloat(&h.penalty) != 0 {
+			ep.mu.Lock()
+			if sample > 0 {
+				h.observe(sample, now)
+			}
+			h.succeed(now, t.cfg.penaltyTau)
+			ep.mu.Unlock()
+		}
+		if ep.consecutiveFailures.Load() != 0 {
+			ep.consecutiveFailures.Store(0)
+		}
 	case outcomeFailure:
 		ep.failures.Add(1)
-		ep.latency.observe(max(latency, t.cfg.failurePenalty), now, t.cfg.decay)
+		ep.mu.Lock()
+		h.fail(now, t.cfg.penaltyTau)
+		if sample > 0 {
+			h.observeAtLeast(sample, now)
+		}
+		ep.mu.Unlock()
 		n := ep.consecutiveFailures.Add(1)
 		if !t.cfg.outlier.Disabled && int(n) >= t.cfg.outlier.ConsecutiveFailures {
 			t.maybeEject(ep, int(n), now)
@@ -342,6 +424,15 @@ func (t *table) expireLocked(now int64) (next int64) {
 			if next == 0 || t.slowStartStep < next {
 				next = t.slowStartStep
 			}
+		}
+	}
+	if t.dirty {
+		if due := t.rebuiltAt + int64(rebuildMinInterval); now < due {
+			if next == 0 || due < next {
+				next = due
+			}
+		} else {
+			changed = true
 		}
 	}
 	if changed {

@@ -93,7 +93,7 @@ func (c *Client) newEndpointTransport(ep *endpoint) *http.Transport {
 // closeIdleIfUnused closes a removed endpoint's idle connections once no
 // request is using it.
 func (ep *endpoint) closeIdleIfUnused() {
-	if ep.removed.Load() && ep.inflight.Load() == 0 {
+	if ep.removed.Load() && ep.hot.inflight.Load() == 0 {
 		if t := ep.transport.Load(); t != nil {
 			t.CloseIdleConnections()
 		}
@@ -125,7 +125,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	start := time.Now()
 	var pr pickRequest
-	pr.now = c.cfg.now()
+	pr.now = c.table.clock.Now()
 	c.budget.request(pr.now)
 	if c.cfg.canary != nil {
 		pr.canary = c.cfg.canary.isCanaryRequest(req)
@@ -152,6 +152,8 @@ func (c *Client) finish(req *http.Request, resp *http.Response, err error, d tim
 	switch {
 	case errors.Is(err, ErrNoHealthyEndpoint):
 		label = outcomeLabelNoRoute
+	case err != nil && errors.Is(req.Context().Err(), context.DeadlineExceeded):
+		label = outcomeLabelDeadline
 	case err != nil && req.Context().Err() != nil:
 		label = outcomeLabelCanceled
 	case err != nil:
@@ -179,7 +181,7 @@ func (c *Client) roundTripRetrying(req *http.Request, pr *pickRequest) (*http.Re
 	var lastErr error
 	var lastEP string
 	for attempt := 0; ; attempt++ {
-		pr.now = c.cfg.now()
+		pr.now = c.table.clock.Now()
 		ep := c.pick(pr)
 		if ep == nil {
 			if attempt > 0 {
@@ -286,18 +288,23 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 		perTry = time.AfterFunc(d, func() { cancelCause(errPerTryTimeout) })
 		req = req.WithContext(ctx)
 	}
-	ep.inflight.Add(1)
+	h := ep.hot
 	start := c.cfg.now()
+	h.start(start)
 	resp, err := t.RoundTrip(req)
 	if perTry != nil {
 		perTry.Stop()
 	}
 	end := c.cfg.now()
+	h.answered(end)
 	latency := time.Duration(end - start)
 	if err != nil && cancel != nil && errors.Is(context.Cause(ctx), errPerTryTimeout) {
 		err = fmt.Errorf("%w: %w", errPerTryTimeout, err)
 	}
 	o, label := c.classify(req, resp, err)
+	if resp != nil {
+		c.loadReport(ep, resp.Header, end)
+	}
 	c.table.observe(ep, o, latency, end)
 	c.m.attempt(ep, label, latency)
 	if err != nil {
@@ -316,12 +323,19 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 	return resp, nil
 }
 
-// classify tells what an attempt says about its endpoint.
+// classify tells what an attempt says about its endpoint. One rule for
+// HTTP and gRPC: an attempt that ran out of time waiting on the endpoint,
+// by the caller's deadline or the per-try timeout, is a failure (and its
+// elapsed time a lower bound on the endpoint's latency); a caller's plain
+// cancellation says nothing of the endpoint.
 func (c *Client) classify(req *http.Request, resp *http.Response, err error) (outcome, string) {
+	ctx := req.Context()
 	switch {
-	case err != nil && errors.Is(context.Cause(req.Context()), errPerTryTimeout):
+	case err != nil && errors.Is(context.Cause(ctx), errPerTryTimeout):
 		return outcomeFailure, outcomeLabelError
-	case err != nil && req.Context().Err() != nil:
+	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return outcomeFailure, outcomeLabelDeadline
+	case err != nil && ctx.Err() != nil:
 		return outcomeNeutral, outcomeLabelCanceled
 	case err != nil:
 		return outcomeFailure, outcomeLabelError
@@ -334,7 +348,7 @@ func (c *Client) classify(req *http.Request, resp *http.Response, err error) (ou
 }
 
 func (c *Client) release(ep *endpoint) {
-	if ep.inflight.Add(-1) == 0 {
+	if ep.hot.inflight.Add(-1) == 0 {
 		ep.closeIdleIfUnused()
 	}
 }
@@ -393,7 +407,7 @@ func (c *Client) roundTripHedged(req *http.Request, pr *pickRequest) (*http.Resp
 	var cancels [maxAttempts]context.CancelFunc
 
 	launch := func() bool {
-		pr.now = c.cfg.now()
+		pr.now = c.table.clock.Now()
 		ep := c.pick(pr)
 		if ep == nil {
 			return false

@@ -1,0 +1,344 @@
+package client
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// Constants of least_latency's choice.
+const (
+	// candidateSharpness sets how strongly candidates are drawn towards the
+	// fastest endpoints: an endpoint whose expected latency is r times the
+	// best's is drawn with weight e^(-sharpness·(r-1)), so one 10% slower
+	// is drawn 0.67 times as often, one 1.5× slower 0.14 times, one twice
+	// as slow 0.02 times. Equal endpoints are drawn alike, and the choice
+	// between two of them falls to the one with fewer requests in flight.
+	candidateSharpness = 4
+	// candidateFloor spreads this share of the draws evenly over the
+	// pool, so that every endpoint is drawn now and then.
+	candidateFloor = 0.01
+	// exploreBase is how long an endpoint as fast as the best may go
+	// unmeasured before a request is sent to it to measure it again; an
+	// endpoint r times slower than the best waits r² as long (capped by
+	// the latency decay, WithLatencyDecay). A backend that became fast
+	// again is thus found within seconds, while one that stays slow
+	// costs an exploratory request every few seconds.
+	exploreBase = 100 * time.Millisecond
+	// exploreMax is the most endpoints one refresh sends an exploratory
+	// request to: a new endpoint gets its first request within a refresh
+	// or two (tens of milliseconds) under steady load, and a table of
+	// thousands of new endpoints is measured gradually, not at once.
+	exploreMax = 2
+	// maxFront bounds the leaders a refresh keeps (see pickLeastLatency).
+	maxFront = 64
+	// refreshPerEndpoint stretches the refresh period of large pools so
+	// that refreshing costs about 1 µs per endpoint per 10 ms at most.
+	refreshPerEndpoint = time.Microsecond
+)
+
+// expected returns endpoint i's expected latency for a new request at now
+// (ns), and its load (requests in flight, by this client or, when the
+// server reports it, in all).
+//
+//   - The latency estimate (estimate.go) is multiplied by (1 + the failure
+//     penalty), which decays within about a second.
+//   - Load is the client's own requests in flight or the server's reported
+//     requests in flight, whichever is more; a report counts less as it
+//     ages (it is halved within loadReportTau) and not at all after
+//     maxReportAge.
+//   - When the server reported a capacity and the load reaches it, the
+//     endpoint is hot, as Prequal calls it: every full round of capacity
+//     ahead of the request adds one service time.
+//   - While requests wait for an answer, the time since the endpoint last
+//     answered one is a lower bound on its latency: a backend that stalls
+//     loses traffic before its first slow answer.
+//   - An endpoint no request has measured yet, with a request already
+//     waiting on it, counts as the failure penalty (Finagle's cold-start
+//     rule), so that a slow newcomer cannot take a burst.
+func (p *pool) expected(i int, cfg *config, now int64) (cost, load float64) {
+	h := p.hot[i]
+	cost = loadFloat(&h.est)
+	if pen := loadFloat(&h.penalty); pen != 0 {
+		cost *= 1 + pen*decay(float64(now-h.penaltyAt.Load())/cfg.penaltyTau)
+	}
+	waiting := h.waiting.Load()
+	load = float64(max(h.inflight.Load(), waiting))
+	if at := h.rifAt.Load(); at != 0 {
+		if age := now - at; age < int64(cfg.maxReportAge) {
+			if rif := loadFloat(&h.rif) * decay(float64(max(age, 0))/float64(cfg.loadReportTau)); rif > load {
+				load = rif
+			}
+			if c := loadFloat(&h.capacity); c > 0 && load >= c {
+				cost *= 1 + math.Floor(load/c)
+			}
+		}
+	}
+	if waiting > 0 {
+		if !h.measured() {
+			cost = max(cost, float64(cfg.failurePenalty))
+		}
+		cost = max(cost, float64(now-h.progressAt.Load()))
+	}
+	if cfg.slowStart > 0 {
+		cost /= p.eps[i].slowStartFactor(now, cfg.slowStart, cfg.slowStartMin)
+	}
+	return cost, load
+}
+
+// expectedOf is expected for an endpoint outside any pool, as shown to
+// people.
+func expectedOf(cfg *config, ep *endpoint, now int64) float64 {
+	p := pool{eps: []*endpoint{ep}, hot: []*hotState{ep.hot}}
+	c, _ := p.expected(0, cfg, now)
+	return c
+}
+
+// better returns whichever of endpoints a and b (drawn at random) should
+// take the request: the lower expected latency, unless the two are within
+// the tie band; then the one with fewer requests in flight (the load half
+// of Prequal's rule), else either: spreading among near-equals is what
+// keeps many clients from herding onto one endpoint.
+func (p *pool) better(a, b int, coin bool, cfg *config, now int64) int {
+	ea, la := p.expected(a, cfg, now)
+	eb, lb := p.expected(b, cfg, now)
+	switch {
+	case ea > eb*(1+cfg.tieBand):
+		return b
+	case eb > ea*(1+cfg.tieBand):
+		return a
+	case la < lb:
+		return a
+	case lb < la:
+		return b
+	case coin:
+		return a
+	}
+	return b
+}
+
+// candidateTries bounds the draws a pick spends looking for candidates
+// its request has not tried yet before it scans.
+const candidateTries = 4
+
+// pickLeastLatency is least_latency: an endpoint due for exploration if
+// there is one; else the better of two candidates, a leader (one of the
+// endpoints within the tie band of the lowest expected latency at the last
+// refresh, at random) and a challenger drawn towards the fastest. The
+// draw's weights, the leaders and the exploration list are computed off
+// the request path; a pick reads two endpoints' hot blocks.
+func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
+	if r.ntried == 0 {
+		if b := p.explore.Load(); b != nil {
+			if i := b.take(p); i >= 0 {
+				r.explored = true
+				return p.eps[i]
+			}
+		}
+	}
+	s := p.sampler.Load()
+	u := randUint64()
+	front := s.front
+	lead := int(front[(u>>48)*uint64(len(front))>>16])
+	if len(p.eps) == 1 || r.excluded(p.eps[lead]) {
+		return p.twoChoices(cfg, r, s)
+	}
+	for try := 0; try < candidateTries; try++ {
+		if c := s.drawBits(u); c != lead && (r.ntried == 0 || !r.excluded(p.eps[c])) {
+			return p.eps[p.better(lead, c, u&1 == 0, cfg, r.now)]
+		}
+		u = randUint64()
+	}
+	return p.eps[lead]
+}
+
+// pickP2C is p2c: the better of two endpoints drawn uniformly.
+func pickP2C(p *pool, cfg *config, r *pickRequest) *endpoint {
+	return p.twoChoices(cfg, r, nil)
+}
+
+// twoChoices draws two distinct candidates that r has not tried, from s
+// (uniformly when s is nil), and returns the better; when draws keep
+// finding tried endpoints it scans for the cheapest untried one.
+func (p *pool) twoChoices(cfg *config, r *pickRequest, s *sampler) *endpoint {
+	n := len(p.eps)
+	if n == 1 {
+		if r.excluded(p.eps[0]) {
+			return nil
+		}
+		return p.eps[0]
+	}
+	a, b := -1, -1
+	for try := 0; try < 2*candidateTries && b < 0; try++ {
+		var i int
+		if s != nil && try < candidateTries {
+			i = s.draw()
+		} else {
+			i = randN(n) // uniform, or the weighted draw keeps finding the same
+		}
+		if i == a || (r.ntried > 0 && r.excluded(p.eps[i])) {
+			continue
+		}
+		if a < 0 {
+			a = i
+		} else {
+			b = i
+		}
+	}
+	switch {
+	case a < 0:
+		return p.cheapest(cfg, r)
+	case b < 0:
+		return p.eps[a]
+	}
+	return p.eps[p.better(a, b, randUint64()&1 == 0, cfg, r.now)]
+}
+
+// cheapest returns the untried endpoint of lowest expected latency, or nil.
+// It scans the pool: only retries that tried most of a pool come here.
+func (p *pool) cheapest(cfg *config, r *pickRequest) *endpoint {
+	best, bestCost := -1, math.Inf(1)
+	for i, ep := range p.eps {
+		if r.excluded(ep) {
+			continue
+		}
+		if c, _ := p.expected(i, cfg, r.now); c < bestCost || best < 0 {
+			best, bestCost = i, c
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return p.eps[best]
+}
+
+// pickLeastRequest is least_request: of two endpoints drawn uniformly, the
+// one with fewer requests in flight (by this client, or all of them when
+// the server reports it), as Envoy's and gRPC's least_request.
+func pickLeastRequest(p *pool, cfg *config, r *pickRequest) *endpoint {
+	n := len(p.eps)
+	if n == 1 {
+		if r.excluded(p.eps[0]) {
+			return nil
+		}
+		return p.eps[0]
+	}
+	for try := 0; try < candidateTries; try++ {
+		i := randN(n)
+		j := randN(n - 1)
+		if j >= i {
+			j++
+		}
+		ei, ej := r.excluded(p.eps[i]), r.excluded(p.eps[j])
+		switch {
+		case ei && ej:
+			continue
+		case ei:
+			return p.eps[j]
+		case ej:
+			return p.eps[i]
+		}
+		_, li := p.expected(i, cfg, r.now)
+		_, lj := p.expected(j, cfg, r.now)
+		if cfg.slowStart > 0 {
+			li = (li + 1) / p.eps[i].slowStartFactor(r.now, cfg.slowStart, cfg.slowStartMin)
+			lj = (lj + 1) / p.eps[j].slowStartFactor(r.now, cfg.slowStart, cfg.slowStartMin)
+		}
+		if lj < li {
+			return p.eps[j]
+		}
+		return p.eps[i]
+	}
+	return p.cheapest(cfg, r)
+}
+
+// refresh recomputes the pool's candidate weights and exploration list at
+// now (least_latency only). It runs off the request path, from the table's
+// coarse clock, and at every rebuild.
+func (p *pool) refresh(cfg *config, now int64) {
+	n := len(p.eps)
+	if n == 0 {
+		return
+	}
+	costs := make([]float64, n)
+	best := math.Inf(1)
+	for i := range p.eps {
+		c, _ := p.expected(i, cfg, now)
+		costs[i] = c
+		best = min(best, c)
+	}
+	var front []int32
+	for i, c := range costs {
+		if c <= best*(1+cfg.tieBand) {
+			if len(front) == maxFront {
+				// Reservoir sampling: a uniform subset of a large front.
+				if k := randN(i + 1); k < maxFront {
+					front[k] = int32(i)
+				}
+				continue
+			}
+			front = append(front, int32(i))
+		}
+	}
+	// Exploration: unmeasured endpoints first, then the stalest for
+	// their slowness.
+	var due []int32
+	for i, h := range p.hot {
+		if len(due) == exploreMax {
+			break
+		}
+		if !h.measured() && h.waiting.Load() == 0 && !h.exploring.Load() {
+			due = append(due, int32(i))
+		}
+	}
+	for i, h := range p.hot {
+		if len(due) == exploreMax {
+			break
+		}
+		if !h.measured() || h.waiting.Load() > 0 || h.exploring.Load() {
+			continue
+		}
+		ratio := costs[i] / best
+		if interval := min(float64(exploreBase)*ratio*ratio, float64(cfg.decay)); h.improving.Load() || float64(now-h.estAt.Load()) > interval {
+			due = append(due, int32(i))
+		}
+	}
+	w := costs // reused: each weight replaces its cost
+	floor := candidateFloor / float64(n)
+	for i, c := range costs {
+		w[i] = math.Exp(-candidateSharpness*(c/best-1)) + floor
+	}
+	sm := newSampler(w)
+	sm.front = front
+	p.sampler.Store(sm)
+	if len(due) > 0 {
+		p.explore.Store(&exploreBatch{idx: due})
+	} else if p.explore.Load() != nil {
+		p.explore.Store(nil)
+	}
+}
+
+// exploreBatch is the endpoints (indexes into a pool) that one refresh
+// found due for an exploratory request; picks take them one by one.
+type exploreBatch struct {
+	idx  []int32
+	next atomic.Int32
+}
+
+// take returns the next endpoint to explore, or -1. An endpoint already
+// waiting on a request, or being explored, is skipped: one exploratory
+// request at a time, never a burst.
+func (b *exploreBatch) take(p *pool) int {
+	for int(b.next.Load()) < len(b.idx) {
+		k := int(b.next.Add(1)) - 1
+		if k >= len(b.idx) {
+			break
+		}
+		i := int(b.idx[k])
+		h := p.hot[i]
+		if h.waiting.Load() == 0 && h.exploring.CompareAndSwap(false, true) {
+			return i
+		}
+	}
+	return -1
+}

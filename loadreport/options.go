@@ -61,7 +61,10 @@ func WithRateWindow(d time.Duration) Option {
 	return func(o *options) { o.window = d }
 }
 
-// WithRegisterer registers the Reporter's metrics on reg (default: none).
+// WithRegisterer registers the Reporter's metrics on reg (default: none):
+// the gauge smartroute_loadreport_requests_in_flight, read when scraped.
+// Give each Registerer one Reporter: a second one finds the gauge taken
+// and the series keeps reading the first.
 func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(o *options) { o.reg = reg }
 }

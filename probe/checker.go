@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/smartroute/smartroute/loadreport"
 )
 
 // Checker checks one address and reports the round-trip time of the check.
@@ -21,6 +23,31 @@ type CheckerFunc func(ctx context.Context, addr string) (time.Duration, error)
 // Check calls f(ctx, addr).
 func (f CheckerFunc) Check(ctx context.Context, addr string) (time.Duration, error) {
 	return f(ctx, addr)
+}
+
+// LoadChecker is a Checker whose answers may carry the endpoint's load
+// report (HTTP reads the endpoint-load-metrics header, GRPCHealth the ORCA
+// report of the health call). The Prober calls CheckLoad instead of Check
+// when its Checker has it, and keeps the latest report in Status.Load.
+type LoadChecker interface {
+	Checker
+	// CheckLoad is Check that also returns the load report the answer
+	// carried. The error is the check's verdict, as for Check; a report
+	// that cannot be used does not fail the check: it is Result.LoadErr.
+	CheckLoad(ctx context.Context, addr string) (Result, error)
+}
+
+// Result is what one CheckLoad found.
+type Result struct {
+	// RTT is the round-trip time, as Check returns it.
+	RTT time.Duration
+	// Load is the load report the answer carried, with Load.Received the
+	// time it arrived; Load.IsZero() when there was none.
+	Load loadreport.Report
+	// LoadErr is why a report that was sent could not be used (it was
+	// malformed, or the ORCA stream failed); nil when it could or when
+	// none was sent.
+	LoadErr error
 }
 
 // TCP checks that a TCP connection to the address can be opened. The RTT is

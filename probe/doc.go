@@ -20,6 +20,17 @@
 // estimate follows a change within a few decay windows (10s by default)
 // whatever the interval.
 //
+// Checkers that implement LoadChecker (HTTP, GRPCHealth) also read the
+// load report the endpoint sends with its answer: the endpoint-load-metrics
+// header of the HTTP response, the ORCA report in the trailer of the gRPC
+// health call or, with GRPCHealth.OOB, the first report of the ORCA
+// out-of-band stream. The Prober keeps the latest one in Status.Load, with
+// the time it arrived, so that a client knows an endpoint's requests in
+// flight before its first request and between requests, as Prequal's
+// asynchronous probes do. Servers send these reports with package
+// loadreport; a report that cannot be decoded is Status.LoadErr and never
+// fails the check.
+//
 // Subscribers hear of every completed check (Event.HealthChanged marks the
 // ones that changed the verdict). Close stops every loop and waits for
 // them.

@@ -140,3 +140,22 @@ func ExampleHTTP() {
 	// <nil>
 	// true
 }
+
+// A probe learns the load of a server that reports it (here a test
+// backend using loadreport): requests in flight and capacity.
+func ExampleHTTP_CheckLoad() {
+	b, err := testbackend.NewHTTP(testbackend.WithLoadReport(), testbackend.WithCapacity(4))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := probe.HTTP{Path: "/healthz"}.CheckLoad(ctx, b.Addr())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("rif", res.Load.RIF, "capacity", res.Load.Capacity, "fresh", res.Load.Age(time.Now()) < time.Second)
+	// Output:
+	// rif 0 capacity 4 fresh true
+}

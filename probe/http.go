@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/smartroute/smartroute/loadreport"
 )
 
 // ErrUnexpectedStatus is wrapped by the error of an HTTP check whose response
@@ -113,13 +115,23 @@ func (h HTTP) client(addr string) (c *http.Client, closeIdle func()) {
 // Check sends one GET to addr and judges the status. The RTT is the time to
 // the response headers.
 func (h HTTP) Check(ctx context.Context, addr string) (time.Duration, error) {
+	res, err := h.CheckLoad(ctx, addr)
+	return res.RTT, err
+}
+
+// CheckLoad is Check that also reads the load report of the response: the
+// endpoint-load-metrics header (or the legacy endpoint-load-metrics-bin)
+// that servers send with loadreport.Reporter or any ORCA implementation.
+// A report is read whatever the status: an overloaded server answering 503
+// still says how loaded it is.
+func (h HTTP) CheckLoad(ctx context.Context, addr string) (Result, error) {
 	u, err := h.url(addr)
 	if err != nil {
-		return 0, err
+		return Result{}, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return 0, fmt.Errorf("probe: http %s: %w", addr, err)
+		return Result{}, fmt.Errorf("probe: http %s: %w", addr, err)
 	}
 	if h.Host != "" {
 		req.Host = h.Host
@@ -129,14 +141,20 @@ func (h HTTP) Check(ctx context.Context, addr string) (time.Duration, error) {
 	defer closeIdle()
 	start := time.Now()
 	resp, err := c.Do(req)
-	rtt := time.Since(start)
+	now := time.Now()
+	res := Result{RTT: now.Sub(start)}
 	if err != nil {
-		return rtt, fmt.Errorf("probe: http %s: %w", addr, err)
+		return res, fmt.Errorf("probe: http %s: %w", addr, err)
+	}
+	if load, lerr := loadreport.FromHeader(resp.Header, now); lerr == nil {
+		res.Load = load
+	} else if !errors.Is(lerr, loadreport.ErrNoReport) {
+		res.LoadErr = fmt.Errorf("probe: http %s: %w", addr, lerr)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	_ = resp.Body.Close()
 	if lo, hi := h.statusRange(); resp.StatusCode < lo || resp.StatusCode > hi {
-		return rtt, fmt.Errorf("%w: %s answered %d, want %d..%d", ErrUnexpectedStatus, addr, resp.StatusCode, lo, hi)
+		return res, fmt.Errorf("%w: %s answered %d, want %d..%d", ErrUnexpectedStatus, addr, resp.StatusCode, lo, hi)
 	}
-	return rtt, nil
+	return res, nil
 }

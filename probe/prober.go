@@ -292,7 +292,14 @@ func (p *Prober) check(ctx context.Context, l *loop) (Event, []*subscription, bo
 		return Event{}, nil, false
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.opts.timeout)
-	rtt, err := p.checker.Check(cctx, l.addr)
+	var res Result
+	var err error
+	if lc, ok := p.checker.(LoadChecker); ok {
+		res, err = lc.CheckLoad(cctx, l.addr)
+	} else {
+		res.RTT, err = p.checker.Check(cctx, l.addr)
+	}
+	rtt := res.RTT
 	if err == nil && rtt > p.opts.timeout {
 		// A checker that ignored its deadline still missed it.
 		err = fmt.Errorf("probe: %s: check took %v: %w", l.addr, rtt, context.DeadlineExceeded)
@@ -311,6 +318,10 @@ func (p *Prober) check(ctx context.Context, l *loop) (Event, []*subscription, bo
 	old := st.Health
 	st.Checks++
 	st.LastCheck = now
+	st.LoadErr = res.LoadErr
+	if !res.Load.IsZero() {
+		st.Load = res.Load
+	}
 	if err == nil {
 		st.Successes++
 		st.Failures = 0

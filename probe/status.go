@@ -3,6 +3,8 @@ package probe
 import (
 	"strconv"
 	"time"
+
+	"github.com/smartroute/smartroute/loadreport"
 )
 
 // Health is what the prober concluded about an address.
@@ -52,6 +54,16 @@ type Status struct {
 	Checks int64
 	// LastCheck is when the last check completed.
 	LastCheck time.Time
+	// Load is the latest load report the address sent with a check's
+	// answer (requests in flight, utilization, capacity; see
+	// loadreport.Report), with Load.Received the time it arrived. It is
+	// zero (Load.IsZero()) until a report arrived, and is kept when later
+	// answers carry none or checks fail: its age says how far to trust
+	// it. Only checkers that implement LoadChecker fill it.
+	Load loadreport.Report
+	// LoadErr is the error about the last check's report (malformed, or
+	// the ORCA stream failed); nil when it decoded or none was sent.
+	LoadErr error
 }
 
 // Event is delivered to subscribers after every completed check.

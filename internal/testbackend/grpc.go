@@ -18,6 +18,8 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/smartroute/smartroute/loadreport"
 )
 
 // GRPC is a gRPC server on loopback serving grpc.health.v1 and the
@@ -35,6 +37,7 @@ type GRPC struct {
 	code    atomic.Uint32 // codes.Code the unary methods fail with; OK = none
 	workers workers
 	health  *health.Server
+	load    *loadreport.Reporter // nil without WithLoadReport
 
 	requests atomic.Int64
 	inFlight atomic.Int64
@@ -57,6 +60,7 @@ func NewGRPC(opts ...Option) (*GRPC, error) {
 		addr:    ln.Addr().String(),
 		workers: newWorkers(cfg.capacity),
 		health:  health.NewServer(),
+		load:    cfg.newReporter(),
 	}
 	if cfg.tls != nil {
 		b.creds = credentials.NewTLS(cfg.tls)
@@ -125,6 +129,10 @@ func (b *GRPC) Running() bool {
 	return b.srv != nil
 }
 
+// LoadReporter returns the Reporter of a backend started with
+// WithLoadReport, nil otherwise.
+func (b *GRPC) LoadReporter() *loadreport.Reporter { return b.load }
+
 // EmptyCall implements grpc.testing.TestService.
 func (b *GRPC) EmptyCall(ctx context.Context, _ *testpb.Empty) (*testpb.Empty, error) {
 	if err := b.handle(ctx); err != nil {
@@ -167,8 +175,15 @@ func (b *GRPC) serveLocked(ln net.Listener) {
 	if b.creds != nil {
 		opts = append(opts, grpc.Creds(b.creds))
 	}
+	if b.load != nil {
+		opts = append(b.load.ServerOptions(), opts...)
+	}
 	srv := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(srv, b.health)
+	if b.load != nil {
+		// Register fails only without a metrics provider; b.load is one.
+		_ = b.load.RegisterORCA(srv)
+	}
 	testpb.RegisterTestServiceServer(srv, b)
 	b.srv = srv
 	b.wg.Add(1)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/smartroute/smartroute/internal/ports"
+	"github.com/smartroute/smartroute/loadreport"
 )
 
 // HeaderBackend is the response header (and gRPC metadata key, lower-cased)
@@ -40,6 +41,7 @@ type HTTP struct {
 	status  atomic.Int64
 	workers workers
 	handler http.Handler
+	load    *loadreport.Reporter // nil without WithLoadReport
 
 	requests atomic.Int64
 	inFlight atomic.Int64
@@ -63,6 +65,7 @@ func NewHTTP(opts ...Option) (*HTTP, error) {
 		tls:     cfg.tls,
 		workers: newWorkers(cfg.capacity),
 		handler: cfg.handler,
+		load:    cfg.newReporter(),
 	}
 	if b.name == "" {
 		b.name = b.addr
@@ -127,6 +130,10 @@ func (b *HTTP) Running() bool {
 	return b.srv != nil
 }
 
+// LoadReporter returns the Reporter of a backend started with
+// WithLoadReport (to set utilizations, read InFlight), nil otherwise.
+func (b *HTTP) LoadReporter() *loadreport.Reporter { return b.load }
+
 // serve answers one request.
 func (b *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 	b.handlers.begin()
@@ -160,8 +167,12 @@ func (b *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 
 // serveLocked starts serving on ln; b.mu is held.
 func (b *HTTP) serveLocked(ln net.Listener) {
+	var h http.Handler = http.HandlerFunc(b.serve)
+	if b.load != nil {
+		h = b.load.Middleware(h)
+	}
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(b.serve),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0), // failed handshakes are what tests provoke
 	}

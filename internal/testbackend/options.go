@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"net/http"
 	"time"
+
+	"github.com/smartroute/smartroute/loadreport"
 )
 
 // Option configures an HTTP or gRPC backend.
@@ -19,6 +21,9 @@ type config struct {
 	status   int
 	capacity int
 	handler  http.Handler
+
+	loadReport bool
+	loadOpts   []loadreport.Option
 }
 
 func newConfig(opts []Option) config {
@@ -75,4 +80,37 @@ func WithCapacity(n int) Option {
 // is then not called.
 func WithHandler(h http.Handler) Option {
 	return func(c *config) { c.handler = h }
+}
+
+// LoadReportWindow is the rate window of backends that report load: grpc-go's
+// and Envoy's weighted_round_robin recompute their weights every second.
+const LoadReportWindow = time.Second
+
+// WithLoadReport makes the backend report its load through a
+// loadreport.Reporter: HTTP answers carry the endpoint-load-metrics
+// header; gRPC calls (health checks included) carry ORCA reports in their
+// trailers and the backend serves the ORCA out-of-band service. A request
+// counts as in flight from its arrival, queued for a worker or not, to its
+// answer. The capacity of WithCapacity is reported as the capacity hint,
+// and with a rate window of LoadReportWindow the reports also carry
+// rps_fractional and application_utilization (mean requests in flight over
+// capacity), which grpc-go's weighted_round_robin needs. opts apply after
+// these defaults; LoadReporter returns the Reporter.
+func WithLoadReport(opts ...loadreport.Option) Option {
+	return func(c *config) {
+		c.loadReport = true
+		c.loadOpts = append(c.loadOpts, opts...)
+	}
+}
+
+// newReporter returns the backend's Reporter, nil without WithLoadReport.
+func (c config) newReporter() *loadreport.Reporter {
+	if !c.loadReport {
+		return nil
+	}
+	opts := []loadreport.Option{loadreport.WithRateWindow(LoadReportWindow)}
+	if c.capacity > 0 {
+		opts = append(opts, loadreport.WithCapacity(c.capacity))
+	}
+	return loadreport.New(append(opts, c.loadOpts...)...)
 }

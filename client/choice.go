@@ -45,7 +45,7 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 		return Choice{}, ErrClosed
 	default:
 	}
-	var pr pickRequest
+	pr := pickRequest{dry: true}
 	pr.now = c.table.clock.Now()
 	if req != nil {
 		if c.cfg.canary != nil {

@@ -93,6 +93,27 @@ func New(target string, opts ...Option) (*Client, error) {
 	return NewFromResolver(serviceName(t), r, opts...)
 }
 
+// baseTransport returns the transport every endpoint's is cloned from:
+// the caller's (or http.DefaultTransport), with HTTP/2 attempted over TLS
+// unless the caller chose protocols itself or asked for HTTP/1.1 only.
+func baseTransport(cfg *config) *http.Transport {
+	var t *http.Transport
+	if cfg.base != nil {
+		t = cfg.base.Clone()
+	} else {
+		t = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	switch {
+	case cfg.noHTTP2:
+		t.ForceAttemptHTTP2 = false
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP1(true)
+	case t.Protocols == nil && t.TLSNextProto == nil:
+		t.ForceAttemptHTTP2 = true
+	}
+	return t
+}
+
 // serviceName names the service a target resolves.
 func serviceName(t resolver.Target) string {
 	switch t.Scheme {
@@ -128,10 +149,7 @@ func NewFromResolver(service string, r resolver.Resolver, opts ...Option) (*Clie
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	base := cfg.base
-	if base == nil {
-		base = http.DefaultTransport.(*http.Transport).Clone()
-	}
+	base := baseTransport(&cfg)
 	c := &Client{
 		cfg:    &cfg,
 		name:   service,

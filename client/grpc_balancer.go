@@ -441,13 +441,16 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		if child != nil && child.state == connectivity.Ready || try == notReadyRetries {
 			break
 		}
-		pr.addTried(ep) // its connection just went down: another one
+		ep.hot.exploring.Store(false) // picked, not sent
+		pr.addTried(ep)               // its connection just went down: another one
 	}
 	if child == nil || child.picker == nil {
+		ep.hot.exploring.Store(false)
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
 	res, err := child.picker.Pick(info)
 	if err != nil {
+		ep.hot.exploring.Store(false)
 		return res, err
 	}
 	d := ep.grpcDone(t)

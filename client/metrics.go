@@ -1,6 +1,7 @@
 package client
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +23,12 @@ type clientMetrics struct {
 	duration       prometheus.Observer
 	endpoints      *prometheus.GaugeVec // state
 
+	// perEndpointMu orders the per-endpoint series' writes with their
+	// deletion: an attempt that ends after its endpoint was removed must
+	// not bring the series back (with churn, they would grow without
+	// bound).
 	perEndpoint      bool
+	perEndpointMu    sync.Mutex
 	endpointRequests *prometheus.CounterVec   // endpoint, outcome
 	endpointDuration *prometheus.HistogramVec // endpoint
 }
@@ -120,20 +126,28 @@ func (m *clientMetrics) observeSnapshot(s *snapshot, now int64) {
 }
 
 // attempt records one attempt on an endpoint, when per-endpoint series are
-// on.
+// on and the endpoint is still in the table.
 func (m *clientMetrics) attempt(ep *endpoint, outcome string, d time.Duration) {
 	if !m.perEndpoint || m.endpointRequests == nil {
 		return
+	}
+	m.perEndpointMu.Lock()
+	defer m.perEndpointMu.Unlock()
+	if ep.removed.Load() {
+		return // forget ran, or is about to: no series for it again
 	}
 	m.endpointRequests.WithLabelValues(ep.addr, outcome).Inc()
 	m.endpointDuration.WithLabelValues(ep.addr).Observe(d.Seconds())
 }
 
-// forget drops the per-endpoint series of a removed endpoint.
+// forget drops the per-endpoint series of a removed endpoint (ep.removed
+// is set before).
 func (m *clientMetrics) forget(addr string) {
 	if !m.perEndpoint || m.endpointRequests == nil {
 		return
 	}
+	m.perEndpointMu.Lock()
+	defer m.perEndpointMu.Unlock()
 	m.endpointRequests.DeletePartialMatch(prometheus.Labels{"endpoint": addr})
 	m.endpointDuration.DeleteLabelValues(addr)
 }

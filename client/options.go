@@ -98,7 +98,8 @@ type config struct {
 	retry   RetryPolicy
 	hedging *Hedging
 
-	base *http.Transport
+	base    *http.Transport
+	noHTTP2 bool
 
 	etcd         *clientv3.Client
 	resolverOpts []resolver.Option
@@ -317,7 +318,19 @@ func WithHedging(h Hedging) Option {
 // (default: a clone of http.DefaultTransport). Its Proxy is ignored: the
 // client dials endpoints directly. Its DialContext, if set, is used to
 // reach the picked endpoint's address.
+//
+// HTTP/2 is attempted over TLS whatever t says: net/http turns it off for
+// a transport with its own TLSClientConfig or dialers unless
+// ForceAttemptHTTP2 is set, and an mTLS set-up
+// (&http.Transport{TLSClientConfig: store.ClientConfig(...)}) would
+// silently fall back to a pool of HTTP/1.1 connections. A transport whose
+// Protocols or TLSNextProto the caller set is left as it is; WithoutHTTP2
+// turns HTTP/2 off.
 func WithTransport(t *http.Transport) Option { return func(c *config) { c.base = t } }
+
+// WithoutHTTP2 keeps the client on HTTP/1.1, even with backends that offer
+// HTTP/2 over TLS.
+func WithoutHTTP2() Option { return func(c *config) { c.noHTTP2 = true } }
 
 // WithEtcdClient sets the etcd client that New uses for etcd:/// targets.
 func WithEtcdClient(cli *clientv3.Client) Option { return func(c *config) { c.etcd = cli } }

@@ -22,6 +22,9 @@ type pickRequest struct {
 	// explored is set by least_latency when it chose an endpoint to
 	// measure it.
 	explored bool
+	// dry marks a pick that sends nothing (Client.Pick): it neither
+	// explores nor claims an unmeasured endpoint.
+	dry bool
 }
 
 func (r *pickRequest) excluded(ep *endpoint) bool {

@@ -54,8 +54,8 @@ const (
 //     answered one is a lower bound on its latency: a backend that stalls
 //     loses traffic before its first slow answer.
 //   - An endpoint no request has measured yet, with a request already
-//     waiting on it, counts as the failure penalty (Finagle's cold-start
-//     rule), so that a slow newcomer cannot take a burst.
+//     on its way to it, counts as the failure penalty (Finagle's
+//     cold-start rule), so that a slow newcomer cannot take a burst.
 func (p *pool) expected(i int, cfg *config, now int64) (cost, load float64) {
 	h := p.hot[i]
 	cost = loadFloat(&h.est)
@@ -74,10 +74,10 @@ func (p *pool) expected(i int, cfg *config, now int64) (cost, load float64) {
 			}
 		}
 	}
+	if !h.measured() && (waiting > 0 || h.exploring.Load()) {
+		cost = max(cost, float64(cfg.failurePenalty))
+	}
 	if waiting > 0 {
-		if !h.measured() {
-			cost = max(cost, float64(cfg.failurePenalty))
-		}
 		cost = max(cost, float64(now-h.progressAt.Load()))
 	}
 	if cfg.slowStart > 0 {
@@ -128,7 +128,7 @@ const candidateTries = 4
 // draw's weights, the leaders and the exploration list are computed off
 // the request path; a pick reads two endpoints' hot blocks.
 func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
-	if r.ntried == 0 {
+	if r.ntried == 0 && !r.dry {
 		if b := p.explore.Load(); b != nil {
 			if i := b.take(p); i >= 0 {
 				r.explored = true
@@ -145,11 +145,27 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 	}
 	for try := 0; try < candidateTries; try++ {
 		if c := s.drawBits(u); c != lead && (r.ntried == 0 || !r.excluded(p.eps[c])) {
-			return p.eps[p.better(lead, c, u&1 == 0, cfg, r.now)]
+			w := p.better(lead, c, u&1 == 0, cfg, r.now)
+			if !p.claim(w, r) {
+				w = lead + c - w // the other one
+			}
+			return p.eps[w]
 		}
 		u = randUint64()
 	}
 	return p.eps[lead]
+}
+
+// claim lets a request go to endpoint i: an endpoint no request has
+// measured yet takes one request at a time (its first answer tells what
+// it is worth), so that picks made at the same moment cannot send a burst
+// to a slow newcomer.
+func (p *pool) claim(i int, r *pickRequest) bool {
+	h := p.hot[i]
+	if h.measured() || r.dry {
+		return true
+	}
+	return h.waiting.Load() == 0 && h.exploring.CompareAndSwap(false, true)
 }
 
 // pickP2C is p2c: the better of two endpoints drawn uniformly.

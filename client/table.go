@@ -284,6 +284,13 @@ func (t *table) onProbe(ev probe.Event) {
 		ep.probeRTT.Store(int64(ev.RTT))
 		ep.hot.seed(ev.RTT)
 	}
+	if !ev.Load.IsZero() && ev.Load.HasRIF() {
+		// The report's age, on the table's clock; a request's answer may
+		// have brought a newer one already.
+		if at := now - int64(time.Since(ev.Load.Received)); at > ep.hot.rifAt.Load() {
+			t.recordLoad(ep, ev.Load, at)
+		}
+	}
 	if ev.LastErr != nil {
 		msg := ev.LastErr.Error()
 		ep.probeErr.Store(&msg)

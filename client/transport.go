@@ -200,6 +200,7 @@ func (c *Client) roundTripRetrying(req *http.Request, pr *pickRequest) (*http.Re
 		pr.addTried(ep)
 		areq, err := c.attemptRequest(req, req.Context(), attempt > 0)
 		if err != nil {
+			ep.hot.exploring.Store(false) // picked, never sent
 			return nil, err
 		}
 		resp, err := c.attempt(ep, areq)
@@ -417,6 +418,7 @@ func (c *Client) roundTripHedged(req *http.Request, pr *pickRequest) (*http.Resp
 		areq, err := c.attemptRequest(req, ctx, launched > 0)
 		if err != nil {
 			cancel()
+			ep.hot.exploring.Store(false) // picked, never sent
 			return false
 		}
 		idx := launched

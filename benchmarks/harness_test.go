@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -188,6 +189,7 @@ type env struct {
 	lat      []atomic.Int64 // injected latency, ns
 	tailP    []float64      // heavy tail: share of answers…
 	tailK    []float64      // …k times slower
+	failing  []atomic.Bool  // answering 503 at once
 	capacity int
 	inFlight []atomic.Int64 // oracle requests outstanding per backend
 	rr       atomic.Uint64  // the oracle's rotation among equals
@@ -202,6 +204,7 @@ func newEnv(b testing.TB, n int, lat time.Duration, capacity int) *env {
 		lat:      make([]atomic.Int64, n),
 		tailP:    make([]float64, n),
 		tailK:    make([]float64, n),
+		failing:  make([]atomic.Bool, n),
 		capacity: capacity,
 		inFlight: make([]atomic.Int64, n),
 	}
@@ -225,6 +228,26 @@ func (e *env) setHeavyTail(i int, p, k float64) {
 	e.bs[i].SetHeavyTail(p, k)
 }
 
+// setFailing makes backend i answer 503 at once (or normally again).
+func (e *env) setFailing(i int, failing bool) {
+	e.failing[i].Store(failing)
+	if failing {
+		e.bs[i].SetStatus(http.StatusServiceUnavailable)
+	} else {
+		e.bs[i].SetStatus(0)
+	}
+}
+
+// reset gives every backend latency d and nothing else: no heavy tail,
+// no failures.
+func (e *env) reset(d time.Duration) {
+	for i := range e.bs {
+		e.setLatency(i, d)
+		e.setHeavyTail(i, 0, 0)
+		e.setFailing(i, false)
+	}
+}
+
 func (e *env) addrs() []string {
 	out := make([]string, len(e.bs))
 	for i, b := range e.bs {
@@ -237,6 +260,9 @@ func (e *env) addrs() []string {
 // the benchmark injected: the mean with its heavy tail, times the queue it
 // would wait behind when the backend's workers are all busy.
 func (e *env) expected(i int) float64 {
+	if e.failing[i].Load() {
+		return math.Inf(1)
+	}
 	d := float64(e.lat[i].Load()) * (1 - e.tailP[i] + e.tailP[i]*e.tailK[i])
 	if e.capacity > 0 {
 		d *= float64(1 + e.inFlight[i].Load()/int64(e.capacity))
@@ -358,4 +384,46 @@ func followTime(samples []sample, switched time.Duration, slow, window int, thre
 		}
 	}
 	return 0, true // unreachable: a bad window holds a request to slow
+}
+
+// winTime returns how long after the first fast answer of backend winner
+// after switched (the first that took under half the time of the slowest
+// answer it gave before) it took a share of at least threshold of a window
+// of window consecutive requests (by start time). ok is false when it never
+// did, or never answered fast.
+func winTime(samples []sample, switched time.Duration, winner, window int, threshold float64) (d time.Duration, ok bool) {
+	after := make([]sample, 0, len(samples))
+	var slowBefore time.Duration
+	for _, s := range samples {
+		if s.start >= switched {
+			after = append(after, s)
+		} else if s.backend == winner {
+			slowBefore = max(slowBefore, s.latency)
+		}
+	}
+	slices.SortFunc(after, func(a, b sample) int { return int(a.start - b.start) })
+	first := -1
+	for i, s := range after {
+		if s.backend == winner && (slowBefore == 0 || s.latency < slowBefore/2) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return 0, false
+	}
+	fastAt := after[first].start + after[first].latency
+	in := 0
+	for i := first; i < len(after); i++ {
+		if after[i].backend == winner {
+			in++
+		}
+		if i-first >= window && after[i-window].backend == winner {
+			in--
+		}
+		if i-first >= window-1 && float64(in) >= threshold*float64(window) {
+			return max(after[i].start-fastAt, 0), true
+		}
+	}
+	return 0, false
 }

@@ -27,6 +27,11 @@ type routingScenario struct {
 	// the second half when half is set); -1 reports max-share, the share
 	// of the busiest backend, instead.
 	worst int
+	// winner, when set (≥ 0), is the backend that becomes the fastest
+	// half-way: its share after the change is reported as win-share, and
+	// ms-win is how long after its first fast answer it took half of a
+	// window of winWindow requests.
+	winner int
 }
 
 // Follow-time detection for the shift scenario: traffic has followed once
@@ -35,6 +40,8 @@ type routingScenario struct {
 const (
 	followWindow = 40
 	followShare  = 0.10
+	winWindow    = 40
+	winShare     = 0.5
 )
 
 func routingScenarios() []routingScenario {
@@ -44,7 +51,7 @@ func routingScenarios() []routingScenario {
 	)
 	return []routingScenario{{
 		// Five backends, one 20 ms slower than the others.
-		name: "slow_one", backends: 5, clients: 1, workers: 4, requests: 800, worst: 4,
+		name: "slow_one", backends: 5, clients: 1, workers: 4, requests: 800, worst: 4, winner: -1,
 		setup: func(e *env) {
 			for i := range 4 {
 				e.setLatency(i, fast)
@@ -55,7 +62,7 @@ func routingScenarios() []routingScenario {
 		// Five equal backends, but 8% of b4's answers are 50× slower
 		// (100 ms): its mean is 4.9× the others', its p99 50×; spread
 		// evenly, 1.6% of all answers are slow, enough to show in the p99.
-		name: "heavy_tail", backends: 5, clients: 1, workers: 4, requests: 1200, worst: 4,
+		name: "heavy_tail", backends: 5, clients: 1, workers: 4, requests: 1200, worst: 4, winner: -1,
 		setup: func(e *env) {
 			for i := range 5 {
 				e.setLatency(i, fast)
@@ -69,7 +76,7 @@ func routingScenarios() []routingScenario {
 		// load, so a policy that sends each client to the fastest backend
 		// herds them all onto the two fast ones (4 workers), which queue
 		// while the rest idle.
-		name: "capacity", backends: 5, capacity: 2, clients: 8, workers: 1, requests: 1200, worst: -1,
+		name: "capacity", backends: 5, capacity: 2, clients: 8, workers: 1, requests: 1200, worst: -1, winner: -1,
 		setup: func(e *env) {
 			for i := range 5 {
 				e.setLatency(i, 5*time.Millisecond)
@@ -82,7 +89,7 @@ func routingScenarios() []routingScenario {
 		// half-way it becomes 25 ms. ms-follow is how long until its share
 		// falls under 10% for good; worst-share is its share after the
 		// change.
-		name: "shift", backends: 5, clients: 1, workers: 4, requests: 1200, worst: 0,
+		name: "shift", backends: 5, clients: 1, workers: 4, requests: 1200, worst: 0, winner: -1,
 		setup: func(e *env) {
 			for i := range 5 {
 				e.setLatency(i, 5*time.Millisecond)
@@ -90,6 +97,54 @@ func routingScenarios() []routingScenario {
 			e.setLatency(0, fast)
 		},
 		half: func(e *env) { e.setLatency(0, 25*time.Millisecond) },
+	}, {
+		// The quickstart's backends (3, 6, 10, 15 and 25 ms, no capacity
+		// limit) under 4 goroutines without pause: sending everything to
+		// the 3 ms one is best, and in-flight requests do not slow it.
+		name: "quickstart", backends: 5, clients: 1, workers: 4, requests: 1500, worst: 4, winner: -1,
+		setup: func(e *env) {
+			for i, d := range []time.Duration{3, 6, 10, 15, 25} {
+				e.setLatency(i, d*time.Millisecond)
+			}
+		},
+	}, {
+		// b4 stalls: every answer takes 2 s (the probe still connects).
+		// It should get one request, the one that finds out.
+		name: "stall", backends: 5, clients: 1, workers: 4, requests: 800, worst: 4, winner: -1,
+		setup: func(e *env) {
+			e.reset(2 * time.Millisecond)
+			e.setLatency(4, 2*time.Second)
+		},
+	}, {
+		// b4 answers 503 at once: fast, and wrong. Retries (on by
+		// default for GETs) hide the failures; worst-share is how much
+		// traffic it wastes.
+		name: "fail_fast", backends: 5, clients: 1, workers: 4, requests: 800, worst: 4, winner: -1,
+		setup: func(e *env) {
+			e.reset(2 * time.Millisecond)
+			e.setLatency(4, 0)
+			e.setFailing(4, true)
+		},
+	}, {
+		// The reverse of shift: b0 is the slowest (25 ms, the others 5 ms)
+		// and half-way becomes the fastest (2 ms). win-share is its share
+		// after the change (the oracle's is 1); ms-win how long after its
+		// first fast answer it took half of the requests.
+		name: "recover", backends: 5, clients: 1, workers: 4, requests: 4000, worst: 4, winner: 0,
+		setup: func(e *env) {
+			e.reset(5 * time.Millisecond)
+			e.setLatency(0, 25*time.Millisecond)
+		},
+		half: func(e *env) { e.setLatency(0, 2*time.Millisecond) },
+	}, {
+		// A wide fleet: 100 backends with latencies spread evenly over
+		// 2–40 ms, no capacity limit, 8 goroutines.
+		name: "wide", backends: 100, clients: 1, workers: 8, requests: 8000, worst: 99, winner: -1,
+		setup: func(e *env) {
+			for i := range e.bs {
+				e.setLatency(i, 2*time.Millisecond+time.Duration(i)*38*time.Millisecond/99)
+			}
+		},
 	}}
 }
 
@@ -119,10 +174,12 @@ func runRouting(b *testing.B, sc routingScenario, e *env, p client.Policy) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var (
-		lat      []time.Duration
-		worst    []float64
-		follows  []time.Duration
-		failures int
+		lat       []time.Duration
+		worst     []float64
+		follows   []time.Duration
+		wins      []time.Duration
+		winShares []float64
+		failures  int
 	)
 	for b.Loop() {
 		b.StopTimer()
@@ -156,15 +213,21 @@ func runRouting(b *testing.B, sc routingScenario, e *env, p client.Policy) {
 		counted := samples
 		if sc.half != nil {
 			counted = slices.DeleteFunc(slices.Clone(samples), func(s sample) bool { return s.start < switched })
+		}
+		if sc.winner >= 0 {
+			share, _ := shares(counted, sc.backends)
+			winShares = append(winShares, share[sc.winner])
+			if d, ok := winTime(samples, switched, sc.winner, winWindow, winShare); ok {
+				wins = append(wins, d)
+			} else {
+				wins = append(wins, lastEnd(samples)-switched) // never won: the whole second half
+			}
+		} else if sc.half != nil {
 			d, ok := followTime(samples, switched, sc.worst, followWindow, followShare)
 			if !ok {
 				// Never followed: count the whole second half, the
 				// most the scenario can show.
-				d = samples[0].start
-				for _, s := range samples {
-					d = max(d, s.start+s.latency)
-				}
-				d -= switched
+				d = lastEnd(samples) - switched
 			}
 			follows = append(follows, d)
 		}
@@ -186,9 +249,22 @@ func runRouting(b *testing.B, sc routingScenario, e *env, p client.Policy) {
 	if len(follows) > 0 {
 		b.ReportMetric(ms(mean(follows)), "ms-follow")
 	}
+	if len(wins) > 0 {
+		b.ReportMetric(ms(mean(wins)), "ms-win")
+		b.ReportMetric(meanFloat(winShares), "win-share")
+	}
 	if failures > 0 {
 		b.ReportMetric(float64(failures)/float64(b.N), "errors/op")
 	}
+}
+
+// lastEnd returns when the last request of samples ended.
+func lastEnd(samples []sample) time.Duration {
+	var d time.Duration
+	for _, s := range samples {
+		d = max(d, s.start+s.latency)
+	}
+	return d
 }
 
 func meanFloat(xs []float64) float64 {

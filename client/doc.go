@@ -19,21 +19,29 @@
 //
 // # Picking
 //
-// The default policy, LeastLatency, keeps for every endpoint a peak EWMA of
-// its latency as Finagle and Linkerd do (a slower answer replaces the
-// estimate at once, faster ones pull it down with a 10 s time constant, and
-// an idle endpoint's estimate decays so that it is tried again now and
-// then), multiplies it by the requests in flight + 1, and picks the lowest
-// cost, at random among costs within a 20% tie band so that many clients
-// do not herd. A new endpoint starts from its probe RTT, or DefaultRTT;
-// while its first request is in flight it counts as slow (Finagle's
-// penalty), so a slow newcomer cannot take a burst of requests before it
-// is measured.
-// P2C, RoundRobin, WeightedRoundRobin (smooth, as nginx), LeastRequest and
-// ConsistentHash are the alternatives (WithPolicy).
+// The default policy, LeastLatency, sends each request to the endpoint
+// expected to answer first. The expected latency joins a log-scale latency
+// estimate from real requests (quick to punish, quick to forgive), a
+// failure penalty kept apart from it that fades within about a second, the
+// load (this client's requests in flight, and every client's when the
+// server reports it with package loadreport), and the age of the oldest
+// unanswered request as a floor, so that a stalled endpoint loses traffic
+// before its first slow answer. A pick compares two candidates: a leader
+// near the best and a challenger drawn towards the fastest (the power of two
+// choices over a latency-weighted draw); within a 20% tie band the one with
+// fewer requests in flight wins, which keeps many clients from herding. New
+// endpoints, and endpoints not measured for a while, are explored one
+// request at a time, without waiting for probes. A caller's deadline that
+// runs out on an endpoint counts against it; a gRPC stream's length never
+// counts as latency.
 //
-// Picking reads an immutable snapshot of the table and atomics: no lock and
-// no allocation.
+// P2C (uniform two choices on the same cost), RoundRobin,
+// WeightedRoundRobin (smooth, as nginx), LeastRequest and ConsistentHash
+// are the alternatives (WithPolicy).
+//
+// Picking reads an immutable snapshot of the table, a coarse clock and
+// atomics: no lock and no allocation. The candidates' weights and the
+// exploration list are refreshed every 10 ms off the request path.
 //
 // # Failure handling
 //
@@ -60,10 +68,12 @@
 //
 // # Observability
 //
-// Endpoints returns the table (health, RTT, in-flight, ejection and why);
-// Pick says where the next request would go and why, without sending it.
+// Endpoints returns the table (health, latency estimate, expected latency,
+// failure penalty, in-flight, load reports, ejection and why); Pick says
+// where the next request would go and why, without sending it.
 // WithRegisterer exports smartroute_client_* metrics; per-endpoint series
-// are opt-in (WithPerEndpointMetrics).
+// are opt-in (WithPerEndpointMetrics) and leave with their endpoint.
+//
 // # gRPC
 //
 // RegisterGRPCBalancer registers the same table and policies as the gRPC
@@ -78,4 +88,10 @@
 // GRPCConfig documents the service-config fields. An endpoint that stops
 // costs no failed RPC to wait-for-ready calls when it stops in order
 // (GOAWAY), and none to calls under a retry policy when it crashes.
+//
+// # HTTP/2
+//
+// The client attempts HTTP/2 over TLS with any transport passed to
+// WithTransport, even one with its own TLSClientConfig (for which net/http
+// would otherwise stay on HTTP/1.1); WithoutHTTP2 turns it off.
 package client

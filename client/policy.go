@@ -14,15 +14,19 @@ type Policy string
 // unhealthy by the prober (all of them in panic mode), in the local zone
 // when it is healthy.
 const (
-	// LeastLatency picks the endpoint with the lowest cost, where cost is
-	// the peak-EWMA latency × (in-flight requests + 1). Costs within the tie
-	// band of the lowest count as equal and one of them is picked at random,
-	// so that many clients do not herd onto one endpoint. It looks at every
-	// eligible endpoint up to MaxScan, and at a random window of MaxScan
-	// beyond. The default.
+	// LeastLatency sends each request to the endpoint expected to answer
+	// first: the better of a leader (within the tie band of the best at
+	// the last refresh) and a challenger drawn towards the fastest, by
+	// expected latency (latency estimate, failure penalty, reported load,
+	// age of the oldest unanswered request); within the tie band, fewer
+	// requests in flight wins. New and long-unmeasured endpoints are
+	// explored one request at a time. The cost of a pick does not grow
+	// with the table. The default.
 	LeastLatency Policy = "least_latency"
-	// P2C picks two distinct endpoints at random and takes the one with the
-	// lower cost (power of two choices, as Finagle's P2C balancer).
+	// P2C picks two distinct endpoints uniformly at random and takes the
+	// one with the lower expected latency (power of two choices, as
+	// Finagle's P2C balancer), without least_latency's weighting and
+	// exploration.
 	P2C Policy = "p2c"
 	// RoundRobin cycles through the endpoints.
 	RoundRobin Policy = "round_robin"

@@ -88,7 +88,8 @@ func FuzzDecodeIdentity(f *testing.F) {
 	f.Add([]byte{}, []byte{})
 	now := time.Now()
 	f.Fuzz(func(t *testing.T, crt, key []byte) {
-		id, verr := buildIdentity("/certs", "fuzz", rawValue{crt, 1}, rawValue{key, 2}, kr, true, bundle, now)
+		o := newOptions([]Option{WithKeyring(kr), WithAllowPlaintextKeys(true)})
+		id, verr := buildIdentity(&o, "fuzz", rawValue{crt, 1}, rawValue{key, 2}, bundle, nil, now)
 		if verr != nil {
 			if verr.Reason == "" || verr.Key == "" {
 				t.Fatalf("refusal without reason or key: %v", verr)

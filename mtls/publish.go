@@ -82,8 +82,8 @@ func Publish(ctx context.Context, cli *clientv3.Client, kr *Keyring, name string
 				return 0, fmt.Errorf("mtls: publish %q: the revocation list in etcd is not usable: %w", name, verr.at(revKey, revRev))
 			}
 			if chain, err := decodeCertificates(certPEM); err == nil {
-				if r := rl.match(chain); r != nil {
-					return 0, reject(ReasonRevoked, "%w", revokedError(chain[0], r))
+				if r, c := rl.match(chain, ca); r != nil {
+					return 0, reject(ReasonRevoked, "%w", revokedError(c, r))
 				}
 			}
 		}

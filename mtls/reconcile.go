@@ -97,7 +97,7 @@ func (l *watchLoop) reconcile(ch changes) {
 	}
 	out := l.evaluate(cur, eval, ca, rl, now)
 	if revChanged {
-		l.dropRevoked(&out, rl)
+		l.dropRevoked(&out, rl, ca)
 	}
 	if caChanged {
 		if orphans := l.orphans(out.ids, cur.ca, ca, now); len(orphans) > 0 {
@@ -107,7 +107,7 @@ func (l *watchLoop) reconcile(ch changes) {
 			ca, caChanged = cur.ca, false
 			out = l.evaluate(cur, ch.ids, ca, rl, now)
 			if revChanged {
-				l.dropRevoked(&out, rl)
+				l.dropRevoked(&out, rl, ca)
 			}
 		} else {
 			// Identities deleted from etcd stay in use while they are
@@ -280,16 +280,15 @@ func (l *watchLoop) reconcileClients(cur *state, touched map[string]bool) (map[s
 }
 
 // dropRevoked stops serving the identities in use that rl revokes.
-func (l *watchLoop) dropRevoked(out *outcome, rl *revocationList) {
+func (l *watchLoop) dropRevoked(out *outcome, rl *revocationList, ca *caBundle) {
 	s := l.s
 	for _, name := range slices.Sorted(maps.Keys(out.ids)) {
 		id := out.ids[name]
-		if r := rl.match(id.chain); r != nil {
-			chain := id.cert.Leaf
+		if r, c := rl.match(id.chain, ca); r != nil {
 			delete(out.ids, name)
 			out.dropped = append(out.dropped, name)
 			out.refused = append(out.refused, refused{name: name, r: refusal{crtRev: id.crtRev, keyRev: id.keyRev, reason: ReasonRevoked},
-				err: reject(ReasonRevoked, "%w; no longer served", revokedError(chain, r)).at(CertKey(s.o.prefix, name), id.crtRev)})
+				err: reject(ReasonRevoked, "%w; no longer served", revokedError(c, r)).at(CertKey(s.o.prefix, name), id.crtRev)})
 		}
 	}
 }

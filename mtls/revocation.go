@@ -174,19 +174,41 @@ func trunc(s string) string {
 	return s
 }
 
-// match returns the entry that revokes one of certs, or nil. A nil list
-// revokes nothing.
-func (l *revocationList) match(certs []*x509.Certificate) *Revocation {
+// match returns the entry that revokes one of certs (a chain, leaf
+// first) or a CA of ca that issued one of them, and the certificate it
+// revokes; nil if none. Revoking a CA's key (spki_sha256) so refuses every
+// certificate it signed. A nil list revokes nothing.
+func (l *revocationList) match(certs []*x509.Certificate, ca *caBundle) (*Revocation, *x509.Certificate) {
 	if l == nil || len(l.entries) == 0 {
-		return nil
+		return nil, nil
 	}
 	for _, c := range certs {
-		if i, ok := l.serials[serialHex(c)]; ok {
-			return &l.entries[i]
+		if r := l.matchOne(c); r != nil {
+			return r, c
 		}
-		if i, ok := l.spkis[SPKIPin(c)]; ok {
-			return &l.entries[i]
+	}
+	if ca == nil {
+		return nil, nil
+	}
+	for _, c := range certs {
+		for _, issuer := range ca.certs {
+			if !bytes.Equal(issuer.RawSubject, c.RawIssuer) {
+				continue
+			}
+			if r := l.matchOne(issuer); r != nil && c.CheckSignatureFrom(issuer) == nil {
+				return r, issuer
+			}
 		}
+	}
+	return nil, nil
+}
+
+func (l *revocationList) matchOne(c *x509.Certificate) *Revocation {
+	if i, ok := l.serials[serialHex(c)]; ok {
+		return &l.entries[i]
+	}
+	if i, ok := l.spkis[SPKIPin(c)]; ok {
+		return &l.entries[i]
 	}
 	return nil
 }

@@ -210,8 +210,8 @@ func (s *Store) judgePeer(st *state, side, local string, certs []*x509.Certifica
 // revocation list and the authorization of the peer's identity. Handshakes
 // and the sweeps of tracked connections share it.
 func (s *Store) checkPeer(st *state, side, local string, certs []*x509.Certificate) *peerError {
-	if r := st.revoked.match(certs); r != nil {
-		return &peerError{peerRevoked, fmt.Errorf("mtls: peer refused: %w", revokedError(certs[0], r))}
+	if r, c := st.revoked.match(certs, st.ca); r != nil {
+		return &peerError{peerRevoked, fmt.Errorf("mtls: peer %s (serial %s) refused: %w", certs[0].Subject, serialHex(certs[0]), revokedError(c, r))}
 	}
 	p, what := s.o.servers[local], "servers allowed for "+local
 	if side == sideServer {

@@ -387,8 +387,8 @@ func buildIdentity(o *options, name string, crt, key rawValue, ca *caBundle, rl 
 	if verr := verifyChain(cert, ca, now); verr != nil {
 		return nil, verr.at(crtKey, crt.rev)
 	}
-	if r := rl.match(chain); r != nil {
-		return nil, reject(ReasonRevoked, "%w", revokedError(chain[0], r)).at(crtKey, crt.rev)
+	if r, c := rl.match(chain, ca); r != nil {
+		return nil, reject(ReasonRevoked, "%w", revokedError(c, r)).at(crtKey, crt.rev)
 	}
 	return &identity{name: name, cert: cert, chain: chain, crtRev: crt.rev, keyRev: key.rev, kekID: kekID, keyChecked: signer != nil}, nil
 }

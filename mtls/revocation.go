@@ -88,7 +88,7 @@ func parseRevocations(data []byte) (*revocationList, *ValidationError) {
 	if len(f.Revoked) > maxRevocations {
 		return nil, reject(ReasonMalformed, "revocation list: %d entries, at most %d", len(f.Revoked), maxRevocations)
 	}
-	l := &revocationList{raw: bytes.Clone(data), serials: map[string]int{}, spkis: map[string]int{}}
+	l := &revocationList{raw: bytes.Clone(data), entries: make([]Revocation, 0, len(f.Revoked)), serials: map[string]int{}, spkis: map[string]int{}}
 	for i, r := range f.Revoked {
 		n, err := r.normalize()
 		if err != nil {
@@ -134,6 +134,11 @@ func (r Revocation) normalize() (Revocation, error) {
 		return r, errors.New("no revoked_at time")
 	}
 	r.RevokedAt = r.RevokedAt.UTC()
+	if y := r.RevokedAt.Year(); y < 1 || y > 9999 {
+		// Found by FuzzRevocationList: "0000-01-01T00:00:00+01:00" is year
+		// -1 in UTC, which JSON cannot write back.
+		return r, fmt.Errorf("revoked_at %s is out of range", r.RevokedAt.Format(time.RFC3339))
+	}
 	return r, nil
 }
 

@@ -79,36 +79,41 @@ func (l *watchLoop) reconcile(ch changes) {
 	clients, clientsChanged, polRefusals := l.reconcileClients(cur, ch.clients)
 	pre = append(pre, polRefusals...)
 
-	eval := maps.Clone(ch.ids)
-	if eval == nil {
-		eval = map[string]bool{}
-	}
-	if caChanged || revChanged {
-		for _, m := range []map[string]rawValue{l.crt, l.key} {
-			for name := range m {
-				if !s.o.wants(name) {
-					continue
-				}
-				if id := cur.ids[name]; id == nil || id.crtRev != l.crt[name].rev || id.keyRev != l.key[name].rev {
-					eval[name] = true
+	// The identities to validate: those that changed and, when the trust
+	// changed, those not in use as they are in etcd (refused earlier, or
+	// changed); those in use are checked against a new revocation list
+	// (or a new bundle's revoked CA keys) by dropRevoked.
+	judge := func(ca *caBundle, trustChanged bool) outcome {
+		eval := maps.Clone(ch.ids)
+		if eval == nil {
+			eval = map[string]bool{}
+		}
+		if trustChanged {
+			for _, m := range []map[string]rawValue{l.crt, l.key} {
+				for name := range m {
+					if !s.o.wants(name) {
+						continue
+					}
+					if id := cur.ids[name]; id == nil || id.crtRev != l.crt[name].rev || id.keyRev != l.key[name].rev {
+						eval[name] = true
+					}
 				}
 			}
 		}
+		out := l.evaluate(cur, eval, ca, rl, now)
+		if trustChanged {
+			l.dropRevoked(&out, rl, ca)
+		}
+		return out
 	}
-	out := l.evaluate(cur, eval, ca, rl, now)
-	if revChanged {
-		l.dropRevoked(&out, rl, ca)
-	}
+	out := judge(ca, caChanged || revChanged)
 	if caChanged {
 		if orphans := l.orphans(out.ids, cur.ca, ca, now); len(orphans) > 0 {
 			pre = append(pre, refused{r: refusal{crtRev: l.ca.rev, reason: ReasonOrphaned},
 				err: reject(ReasonOrphaned, "the bundle does not sign identities in use: %s (rotate their certificates first): %w",
 					strings.Join(orphans, ", "), ErrOrphanedIdentity).at(CAKey(s.o.prefix), l.ca.rev)})
 			ca, caChanged = cur.ca, false
-			out = l.evaluate(cur, ch.ids, ca, rl, now)
-			if revChanged {
-				l.dropRevoked(&out, rl, ca)
-			}
+			out = judge(ca, revChanged)
 		} else {
 			// Identities deleted from etcd stay in use while they are
 			// trusted; once the bundle no longer signs them they go.
@@ -160,7 +165,7 @@ func (l *watchLoop) reconcile(ch changes) {
 	next := &state{ca: ca, ids: out.ids, names: slices.Sorted(maps.Keys(out.ids)), revoked: rl, clients: clients}
 	s.cur.Store(next)
 	s.changed.fire()
-	if revChanged || clientsChanged || len(out.dropped) > 0 {
+	if caChanged || revChanged || clientsChanged || len(out.dropped) > 0 {
 		s.conns.sweep()
 	}
 }

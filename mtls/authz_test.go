@@ -175,3 +175,40 @@ func TestPeerIDsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestResumedTrackedConnectionsAreJudgedToo: a connection made by resuming
+// a TLS 1.3 session (no certificate sent, GetCertificate not called) is
+// tracked with the identity it resumed, so that a client policy written
+// later closes it like any other.
+func TestResumedTrackedConnectionsAreJudgedToo(t *testing.T) {
+	e := newEnv(t)
+	batch := e.ca.Peer(t, []string{"batch.test"})
+	e.publish("api", e.ca.Peer(t, []string{apiName}))
+	s := e.store(WithIdentities("api"))
+	ready(t, s, "api")
+	srv := serveTracked(t, s, s.ServerConfig("api"))
+	cfg := plainClient(t, e.ca, batch)
+	cfg.MinVersion, cfg.ClientSessionCache = tls.VersionTLS13, tls.NewLRUClientSessionCache(4)
+	request := func() *tls.Conn {
+		t.Helper()
+		conn, err := tls.Dial("tcp", srv.addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write([]byte("GET / HTTP/1.1\r\nHost: " + apiName + "\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Read(make([]byte, 4096)); err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	request().Close()
+	held := request()
+	defer held.Close()
+	if !held.ConnectionState().DidResume {
+		t.Fatal("the second connection did not resume; the test shows nothing")
+	}
+	waitRev(t, s, e.put(ClientsKey("", "api"), `{"allow": ["dns:`+webName+`"]}`))
+	waitClosed(t, held, "a resumed connection of a client the new policy excludes")
+}

@@ -184,6 +184,14 @@ func (s *Store) NewListener(inner net.Listener, cfg *tls.Config) net.Listener {
 					return err
 				}
 			}
+			if cs.DidResume && getCert != nil {
+				// A resumed TLS 1.3 session presents no certificate, so
+				// GetCertificate did not run: ask it which identity
+				// answers for the name, as the first handshake did.
+				if cert, err := getCert(&tls.ClientHelloInfo{ServerName: cs.ServerName}); err == nil {
+					s.conns.setLocal(tc, s.identityOf(cert))
+				}
+			}
 			return s.conns.bind(tc, cs)
 		}
 		return c, nil

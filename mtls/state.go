@@ -42,7 +42,7 @@ type state struct {
 // Identity describes one identity the Store knows of.
 type Identity struct {
 	// Name is the identity's name, as in /certs/<name>/.
-	Name string
+	Name string `json:"name"`
 	// Certificate describes the leaf certificate in use, nil if no good
 	// material is loaded. It holds no key material and is safe to marshal
 	// and log (Store.Certificate returns the certificate for handshakes).

@@ -1,6 +1,7 @@
 package mtls
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -46,6 +47,18 @@ var (
 	// when etcd kept changing under them between their read and their
 	// write.
 	ErrConflict = errors.New("concurrent changes in etcd")
+	// ErrUnpinned is wrapped by the errors about a CA bundle that fails
+	// the pinned trust anchors or bundle signers (WithTrustAnchors,
+	// WithBundleSigners): PublishCA's and the Store's (ReasonUnpinned).
+	ErrUnpinned = errors.New("CA bundle not signed by a pinned trust anchor or key")
+	// ErrRevoked is wrapped by the errors about a certificate on the
+	// revocation list: a peer's in a handshake, an identity's in the
+	// Store (ReasonRevoked) or in Publish.
+	ErrRevoked = errors.New("certificate revoked")
+	// ErrNotAuthorized is wrapped by a handshake's error when the peer's
+	// certificate is valid but its identity is not allowed
+	// (WithAllowedClients, WithAllowedServers, or <prefix>/<name>/clients).
+	ErrNotAuthorized = errors.New("peer identity not authorized")
 )
 
 // Reason says why a value was refused. It is the "reason" label of
@@ -84,8 +97,14 @@ const (
 	// certificate.
 	ReasonIncomplete Reason = "incomplete"
 	// ReasonDeleted: the material was deleted from etcd; the last good
-	// material stays in use.
+	// material stays in use (unless WithDropDeleted).
 	ReasonDeleted Reason = "deleted"
+	// ReasonUnpinned: a CA bundle whose CAs do not all chain to a pinned
+	// trust anchor and that carries no valid signature by a pinned key
+	// (or one older than the bundle in use).
+	ReasonUnpinned Reason = "unpinned"
+	// ReasonRevoked: the certificate is on the revocation list.
+	ReasonRevoked Reason = "revoked"
 )
 
 // ValidationError is a value refused by validation: by the Store for what
@@ -109,6 +128,21 @@ func (e *ValidationError) Error() string {
 }
 
 func (e *ValidationError) Unwrap() error { return e.Err }
+
+// MarshalJSON writes the key, revision, reason and message (an error
+// value has no JSON form of its own).
+func (e *ValidationError) MarshalJSON() ([]byte, error) {
+	msg := ""
+	if e.Err != nil {
+		msg = e.Err.Error()
+	}
+	return json.Marshal(struct {
+		Key      string `json:"key,omitempty"`
+		Revision int64  `json:"revision,omitempty"`
+		Reason   Reason `json:"reason"`
+		Error    string `json:"error"`
+	}{e.Key, e.Revision, e.Reason, msg})
+}
 
 // reject returns a *ValidationError for a value not yet tied to a key.
 func reject(reason Reason, format string, args ...any) *ValidationError {

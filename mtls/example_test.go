@@ -4,6 +4,7 @@ import (
 	"context"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -146,4 +147,98 @@ func ExamplePublishCA() {
 	if _, err := mtls.PublishCA(ctx, cli, newCA); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// A server that trusts only CA bundles chaining to a root kept on the host,
+// accepts only the clients listed for it, and closes the connections of a
+// client as soon as its certificate is revoked.
+func ExampleStore_NewListener() {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:2379"}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cli.Close()
+	kek, err := mtls.LoadKEKFile("kek-2026-01", "/etc/smartroute/kek")
+	if err != nil {
+		log.Fatal(err)
+	}
+	kr, err := mtls.NewKeyring(kek)
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots, err := mtls.LoadTrustAnchors("/etc/smartroute/root-ca.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	store, err := mtls.NewStore(ctx, cli,
+		mtls.WithKeyring(kr),
+		mtls.WithIdentities("api"),
+		mtls.WithTrustAnchors(roots...),
+		mtls.WithAllowedClients("api", "spiffe://example.org/ns/prod/sa/web", "dns:batch.example.org"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Ready(ctx, "api"); err != nil {
+		log.Fatal(err)
+	}
+	cfg := store.ServerConfig("api")
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	ln, err := net.Listen("tcp", ":8443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.Serve(store.NewListener(ln, cfg)))
+}
+
+// A client whose pooled connections to a server are closed when the
+// server's certificate is revoked, and that accepts only the server
+// holding the service's SPIFFE ID.
+func ExampleStore_DialTLS() {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:2379"}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cli.Close()
+	signers, err := mtls.LoadBundleSigners("/etc/smartroute/ca-signing.pub")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	store, err := mtls.NewStore(ctx, cli,
+		mtls.WithIdentities("web"),
+		mtls.WithBundleSigners(signers...),
+		mtls.WithAllowedServers("api.example.org", "spiffe://example.org/ns/prod/sa/api"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	tr := &http.Transport{DialTLSContext: store.DialTLS(store.ClientConfig("web", "api.example.org"), nil)}
+	resp, err := (&http.Client{Transport: tr}).Get("https://api.example.org/")
+	if err != nil {
+		log.Fatal(err) // a refused server's reason is in err and in the Store's logs
+	}
+	resp.Body.Close()
+}
+
+// Revoking a stolen client certificate: new handshakes presenting it fail
+// on every server within milliseconds, and the connections it holds to
+// servers that accept through NewListener are closed.
+func ExampleRevoke() {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:2379"}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cli.Close()
+	rev, err := mtls.Revoke(context.Background(), cli, []mtls.Revocation{
+		{Serial: "5e1f0c3a9b2d4e6f", Reason: "laptop stolen"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("revoked at revision %d", rev)
 }

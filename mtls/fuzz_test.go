@@ -3,6 +3,9 @@ package mtls
 import (
 	"bytes"
 	"crypto"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +91,8 @@ func FuzzDecodeIdentity(f *testing.F) {
 	f.Add([]byte{}, []byte{})
 	now := time.Now()
 	f.Fuzz(func(t *testing.T, crt, key []byte) {
-		id, verr := buildIdentity("/certs", "fuzz", rawValue{crt, 1}, rawValue{key, 2}, kr, true, bundle, now)
+		o := newOptions([]Option{WithKeyring(kr), WithAllowPlaintextKeys(true)})
+		id, verr := buildIdentity(&o, "fuzz", rawValue{crt, 1}, rawValue{key, 2}, bundle, nil, now)
 		if verr != nil {
 			if verr.Reason == "" || verr.Key == "" {
 				t.Fatalf("refusal without reason or key: %v", verr)
@@ -137,4 +141,114 @@ func FuzzParseBundle(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzRevocationList feeds arbitrary values to the revocation list
+// decoder. It must never panic; a list it accepts has canonical entries,
+// each with one selector, a reason and a time, and marshals back to a
+// list that decodes to the same entries.
+func FuzzRevocationList(f *testing.F) {
+	f.Add([]byte(`{"revoked": []}`))
+	f.Add([]byte(`{"revoked": [{"serial": "0A:1b", "reason": "stolen", "revoked_at": "2026-01-02T03:04:05Z"}]}`))
+	f.Add([]byte(`{"revoked": [{"spki_sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", "reason": "key compromise", "revoked_at": "2026-01-02T03:04:05+02:00"}]}`))
+	f.Add([]byte(`{"revoked": [{"spki_sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "reason": "x", "revoked_at": "2026-01-02T03:04:05Z"}]}`))
+	f.Add([]byte(`{"revoked": [{"serial": "1", "spki_sha256": "x", "reason": "x", "revoked_at": "2026-01-02T03:04:05Z"}]}`))
+	f.Add([]byte(`{"revoked": null}`))
+	f.Add([]byte(`{"revoked": []} {}`))
+	f.Add([]byte(`garbage`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l, verr := parseRevocations(data)
+		if verr != nil {
+			if verr.Reason != ReasonMalformed {
+				t.Fatalf("refusal for %v", verr.Reason)
+			}
+			return
+		}
+		for _, e := range l.entries {
+			if (e.Serial == "") == (e.SPKISHA256 == "") || e.Reason == "" || e.RevokedAt.IsZero() {
+				t.Fatalf("accepted entry %+v", e)
+			}
+			if n, err := e.normalize(); err != nil || n != e {
+				t.Fatalf("entry %+v is not canonical: %+v, %v", e, n, err)
+			}
+		}
+		out, err := json.Marshal(revocationFile{Revoked: l.entries})
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, verr := parseRevocations(out)
+		if verr != nil || len(again.entries) != len(l.entries) {
+			t.Fatalf("the list does not survive a round trip: %v", verr)
+		}
+	})
+}
+
+// FuzzClientPolicy feeds arbitrary values to the client policy decoder:
+// it never panics, and a policy it accepts allows a certificate only by
+// one of its IDs.
+func FuzzClientPolicy(f *testing.F) {
+	f.Add([]byte(`{"allow": ["dns:web.test", "spiffe://example.org/ns/prod/sa/web"]}`))
+	f.Add([]byte(`{"allow": ["*"]}`))
+	f.Add([]byte(`{"allow": ["uri:https://id.example/x"]}`))
+	f.Add([]byte(`{"allow": []}`))
+	f.Add([]byte(`{"allow": ["web.test"]}`))
+	f.Add([]byte(`{"allow": ["dns:a"], "deny": ["dns:b"]}`))
+	f.Add([]byte(`not json`))
+	leaf := readFixtureCert(f, fixtureLeaf) // DNS name fuzz.test
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, verr := parseClientPolicy(data)
+		if verr != nil {
+			return
+		}
+		if p.allows(leaf) && !p.any && !p.dns["fuzz.test"] {
+			t.Fatalf("policy %s allows fuzz.test", data)
+		}
+	})
+}
+
+// FuzzBundleSignature feeds arbitrary signatures of a fixed bundle to the
+// verifier: it never panics and accepts only the signature made by the
+// pinned key for this bundle and etcd key.
+func FuzzBundleSignature(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	bundle := readFixture(f, fixtureCA)
+	signedAt := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	good, err := SignBundle(key, bundle, WithClock(func() time.Time { return signedAt }))
+	if err != nil {
+		f.Fatal(err)
+	}
+	id, _ := keyID(key.Public())
+	signers := map[string]crypto.PublicKey{id: key.Public()}
+	f.Add(good)
+	f.Add(bytes.Replace(good, []byte("2026-01-02"), []byte("2027-01-02"), 1))
+	f.Add([]byte(`{"format": "smartroute-ca-sig/v1"}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`garbage`))
+	f.Fuzz(func(t *testing.T, sig []byte) {
+		at, err := verifyBundleSignature(signers, CAKey(""), bundle, sig)
+		if err != nil {
+			return
+		}
+		var s BundleSignature
+		if json.Unmarshal(sig, &s) != nil || !bytes.Equal(s.Signature, mustSig(t, good)) || !at.Equal(signedAt) {
+			t.Fatalf("accepted a signature that is not the one made: %s", sig)
+		}
+	})
+}
+
+func mustSig(t *testing.T, doc []byte) []byte {
+	var s BundleSignature
+	if err := json.Unmarshal(doc, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Signature
+}
+
+func readFixtureCert(t testing.TB, path string) *x509.Certificate {
+	t.Helper()
+	certs, err := decodeCertificates(readFixture(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
 }

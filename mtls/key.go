@@ -8,15 +8,21 @@ import (
 // DefaultPrefix is the etcd prefix of the certificate key schema:
 //
 //	/certs/ca                 PEM bundle of trusted CAs
+//	/certs/ca.sig             optional detached signature of the bundle (SignBundle)
+//	/certs/revoked            the revocation list (JSON, see Revocation)
 //	/certs/<name>/tls.crt     PEM certificate chain of identity <name>
 //	/certs/<name>/tls.key     its private key, sealed (or plain PEM if allowed)
+//	/certs/<name>/clients     optional: the clients a server presenting <name> accepts (JSON, see ClientPolicy)
 const DefaultPrefix = "/certs"
 
 // Names of the keys of the schema below the prefix.
 const (
-	caName   = "ca"
-	certFile = "tls.crt"
-	keyFile  = "tls.key"
+	caName      = "ca"
+	caSigName   = "ca.sig"
+	revokedName = "revoked"
+	certFile    = "tls.crt"
+	keyFile     = "tls.key"
+	clientsFile = "clients"
 )
 
 // maxNameLen bounds identity names; they become metric label values.
@@ -52,6 +58,20 @@ func KeyKey(prefix, name string) string {
 	return normPrefix(prefix) + "/" + name + "/" + keyFile
 }
 
+// CASignatureKey returns the etcd key of the CA bundle's detached
+// signature: <prefix>/ca.sig.
+func CASignatureKey(prefix string) string { return normPrefix(prefix) + "/" + caSigName }
+
+// RevokedKey returns the etcd key of the revocation list:
+// <prefix>/revoked.
+func RevokedKey(prefix string) string { return normPrefix(prefix) + "/" + revokedName }
+
+// ClientsKey returns the etcd key of the client policy of identity name:
+// <prefix>/<name>/clients, the clients a server presenting name accepts.
+func ClientsKey(prefix, name string) string {
+	return normPrefix(prefix) + "/" + name + "/" + clientsFile
+}
+
 // ValidateName checks that name can be an identity: non-empty, at most 128
 // bytes of letters, digits, '.', '-' and '_', and not "ca", which names the
 // CA bundle.
@@ -83,8 +103,11 @@ type keyKind int
 const (
 	kindOther keyKind = iota // not part of the schema; ignored
 	kindCA
+	kindCASig
+	kindRevoked
 	kindCert
 	kindKey
+	kindClients
 )
 
 // parseKey classifies an etcd key under the prefix p (normalised, without
@@ -94,8 +117,13 @@ func parseKey(p, key string) (kind keyKind, name string) {
 	if !ok {
 		return kindOther, ""
 	}
-	if rest == caName {
+	switch rest {
+	case caName:
 		return kindCA, ""
+	case caSigName:
+		return kindCASig, ""
+	case revokedName:
+		return kindRevoked, ""
 	}
 	name, file, ok := strings.Cut(rest, "/")
 	if !ok || ValidateName(name) != nil {
@@ -106,6 +134,8 @@ func parseKey(p, key string) (kind keyKind, name string) {
 		return kindCert, name
 	case keyFile:
 		return kindKey, name
+	case clientsFile:
+		return kindClients, name
 	}
 	return kindOther, ""
 }

@@ -38,7 +38,7 @@ const (
 
 // env is one test's etcd, CA and keyring.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	etcd *etcdtest.Cluster
 	cli  *clientv3.Client
 	ca   *certgen.CA
@@ -47,7 +47,7 @@ type env struct {
 	logs *syncBuffer
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, etcd: etcdtest.Start(t), ca: certgen.NewCA(t, "ca-1"), logs: &syncBuffer{}}
 	e.cli = e.etcd.Client(t)
@@ -62,7 +62,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -118,14 +118,14 @@ func (e *env) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, testWriter{e.t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func waitRev(t *testing.T, s *Store, rev int64) {
+func waitRev(t testing.TB, s *Store, rev int64) {
 	t.Helper()
 	if err := s.WaitRevision(ctxT(t, 10*time.Second), rev); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func ready(t *testing.T, s *Store, names ...string) {
+func ready(t testing.TB, s *Store, names ...string) {
 	t.Helper()
 	if err := s.Ready(ctxT(t, 10*time.Second), names...); err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func ready(t *testing.T, s *Store, names ...string) {
 }
 
 // waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -145,7 +145,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // testWriter sends log lines to t.Log until the test ends.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
@@ -178,7 +178,19 @@ type server struct {
 	srv  *http.Server
 }
 
-func serve(t *testing.T, cfg *tls.Config) *server {
+func serve(t testing.TB, cfg *tls.Config) *server {
+	t.Helper()
+	return serveOn(t, cfg, nil)
+}
+
+// serveTracked serves cfg through s.NewListener, so that s closes the
+// connections of clients it no longer allows.
+func serveTracked(t testing.TB, s *Store, cfg *tls.Config) *server {
+	t.Helper()
+	return serveOn(t, cfg, s)
+}
+
+func serveOn(t testing.TB, cfg *tls.Config, tracker *Store) *server {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -199,6 +211,10 @@ func serve(t *testing.T, cfg *tls.Config) *server {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if tracker != nil {
+			srv.Serve(tracker.NewListener(l, cfg))
+			return
+		}
 		srv.ServeTLS(l, "", "")
 	}()
 	t.Cleanup(func() {
@@ -210,8 +226,16 @@ func serve(t *testing.T, cfg *tls.Config) *server {
 
 // httpClient returns a client over cfg; with fresh it opens a new
 // connection (and so a new handshake) for every request.
-func httpClient(t *testing.T, cfg *tls.Config, fresh bool) *http.Client {
+func httpClient(t testing.TB, cfg *tls.Config, fresh bool) *http.Client {
 	tr := &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: fresh, ForceAttemptHTTP2: false}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+}
+
+// dialClient returns a client whose connections s dials and tracks
+// (DialTLS); with fresh, a new connection per request.
+func dialClient(t testing.TB, s *Store, cfg *tls.Config, fresh bool) *http.Client {
+	tr := &http.Transport{DialTLSContext: s.DialTLS(cfg, nil), DisableKeepAlives: fresh}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
 }
@@ -238,7 +262,7 @@ func get(c *http.Client, addr string) (result, error) {
 	return result{server: serialHex(resp.TLS.PeerCertificates[0]), client: string(body)}, nil
 }
 
-func mustGet(t *testing.T, c *http.Client, addr string) result {
+func mustGet(t testing.TB, c *http.Client, addr string) result {
 	t.Helper()
 	r, err := get(c, addr)
 	if err != nil {
@@ -257,7 +281,7 @@ type load struct {
 	done       chan struct{}
 }
 
-func startLoad(t *testing.T, c *http.Client, addr string, workers int) *load {
+func startLoad(t testing.TB, c *http.Client, addr string, workers int) *load {
 	l := &load{stop: make(chan struct{}), done: make(chan struct{})}
 	var wg sync.WaitGroup
 	for range workers {
@@ -303,7 +327,7 @@ func (l *load) end() {
 }
 
 // check stops the load and fails the test on any failed request.
-func (l *load) check(t *testing.T) {
+func (l *load) check(t testing.TB) {
 	t.Helper()
 	l.end()
 	t.Logf("load: %d requests over new connections, %d failed", l.ok.Load(), l.failed.Load())
@@ -315,13 +339,15 @@ func (l *load) check(t *testing.T) {
 	}
 }
 
-// counter reads a counter of the registry.
-func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+// counter reads a counter (or gauge) of the registry: the sum of its
+// series whose label is value.
+func counter(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	sum := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -330,19 +356,20 @@ func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) 
 			for _, lp := range m.GetLabel() {
 				if lp.GetName() == label && lp.GetValue() == value {
 					if m.Counter != nil {
-						return m.Counter.GetValue()
+						sum += m.Counter.GetValue()
+					} else {
+						sum += m.Gauge.GetValue()
 					}
-					return m.Gauge.GetValue()
 				}
 			}
 		}
 	}
-	return 0
+	return sum
 }
 
 // more waits until n more requests have succeeded (or one failed), so that
 // every step of a scenario is crossed by traffic.
-func (l *load) more(t *testing.T, n int64) {
+func (l *load) more(t testing.TB, n int64) {
 	t.Helper()
 	base := l.ok.Load()
 	waitFor(t, 10*time.Second, "requests go on", func() bool { return l.ok.Load() >= base+n || l.failed.Load() > 0 })

@@ -22,9 +22,10 @@ const publishAttempts = 5
 // of the write, which Store.WaitRevision accepts.
 //
 // Validation is the Store's: the key parses and matches the leaf, the
-// leaf is inside its validity window, and the chain verifies against the
-// CA bundle in etcd. The write happens only if that bundle is still the
-// one in etcd; it is retried otherwise. A refused pair is reported as a
+// leaf is inside its validity window, the chain verifies against the CA
+// bundle in etcd and no certificate of it is on the revocation list. The
+// write happens only if that bundle and that list are still the ones in
+// etcd; it is retried otherwise. A refused pair is reported as a
 // *ValidationError (Key is ""), with ErrNoCABundle wrapped when etcd holds
 // no bundle.
 //
@@ -56,25 +57,38 @@ func Publish(ctx context.Context, cli *clientv3.Client, kr *Keyring, name string
 	}
 	ctx, cancel := withDefaultTimeout(ctx, o.etcdTimeout)
 	defer cancel()
-	caKey := CAKey(o.prefix)
+	caKey, revKey := CAKey(o.prefix), RevokedKey(o.prefix)
 	for range publishAttempts {
-		resp, err := cli.Get(ctx, caKey)
+		// The bundle and the revocation list at one revision.
+		read, err := cli.Txn(ctx).Then(clientv3.OpGet(caKey), clientv3.OpGet(revKey)).Commit()
 		if err != nil {
 			return 0, fmt.Errorf("mtls: publish %q: read %s: %w", name, caKey, err)
 		}
 		var ca *caBundle
-		caRev := int64(0)
-		if len(resp.Kvs) == 1 {
-			caRev = resp.Kvs[0].ModRevision
-			if ca, verr = parseBundle(resp.Kvs[0].Value, o.now()); verr != nil {
+		caRev, revRev := int64(0), int64(0)
+		if kvs := read.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
+			caRev = kvs[0].ModRevision
+			if ca, verr = parseBundle(kvs[0].Value, o.now()); verr != nil {
 				return 0, fmt.Errorf("mtls: publish %q: the CA bundle in etcd is not usable: %w", name, verr.at(caKey, caRev))
 			}
 		}
 		if verr := verifyChain(cert, ca, o.now()); verr != nil {
 			return 0, verr
 		}
+		if kvs := read.Responses[1].GetResponseRange().Kvs; len(kvs) == 1 {
+			revRev = kvs[0].ModRevision
+			rl, verr := parseRevocations(kvs[0].Value)
+			if verr != nil {
+				return 0, fmt.Errorf("mtls: publish %q: the revocation list in etcd is not usable: %w", name, verr.at(revKey, revRev))
+			}
+			if chain, err := decodeCertificates(certPEM); err == nil {
+				if r, c := rl.match(chain, ca); r != nil {
+					return 0, reject(ReasonRevoked, "%w", revokedError(c, r))
+				}
+			}
+		}
 		txn, err := cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(caKey), "=", caRev)).
+			If(clientv3.Compare(clientv3.ModRevision(caKey), "=", caRev), clientv3.Compare(clientv3.ModRevision(revKey), "=", revRev)).
 			Then(clientv3.OpPut(CertKey(o.prefix, name), string(certPEM)), clientv3.OpPut(keyKey, string(value))).
 			Commit()
 		if err != nil {
@@ -84,7 +98,7 @@ func Publish(ctx context.Context, cli *clientv3.Client, kr *Keyring, name string
 			return txn.Header.Revision, nil
 		}
 	}
-	return 0, fmt.Errorf("mtls: publish %q: the CA bundle changed %d times during the write: %w", name, publishAttempts, ErrConflict)
+	return 0, fmt.Errorf("mtls: publish %q: the CA bundle or the revocation list changed %d times during the write: %w", name, publishAttempts, ErrConflict)
 }
 
 // PublishCA validates a CA bundle (PEM CA certificates, at least one
@@ -96,17 +110,44 @@ func Publish(ctx context.Context, cli *clientv3.Client, kr *Keyring, name string
 // since the check; it is retried otherwise. It returns the revision of the
 // write.
 //
-// Options: WithPrefix, WithClock, WithEtcdTimeout.
+// With WithBundleSigningKey or WithBundleSignature, the bundle's
+// signature is written to <prefix>/ca.sig in the same transaction;
+// otherwise a signature left there is deleted with it (it would be of
+// another bundle). With WithTrustAnchors or WithBundleSigners, the bundle
+// (and its signature) must pass them as a pinned Store would judge it, or
+// nothing is written and the error wraps ErrUnpinned.
+//
+// Options: WithPrefix, WithClock, WithEtcdTimeout, WithBundleSigningKey,
+// WithBundleSignature, WithTrustAnchors, WithBundleSigners.
 func PublishCA(ctx context.Context, cli *clientv3.Client, bundlePEM []byte, opts ...Option) (int64, error) {
 	o := newOptions(opts)
+	if err := o.err(); err != nil {
+		return 0, fmt.Errorf("mtls: publish CA bundle: %w", err)
+	}
 	now := o.now()
 	next, verr := parseBundle(bundlePEM, now)
 	if verr != nil {
 		return 0, verr
 	}
+	caKey, sigKey := CAKey(o.prefix), CASignatureKey(o.prefix)
+	sig := o.signature
+	if o.signingKey != nil {
+		var err error
+		if sig, err = SignBundle(o.signingKey, bundlePEM, opts...); err != nil {
+			return 0, err
+		}
+	}
+	if o.pins.pinned() {
+		if _, verr := o.pins.check(caKey, next, sig, now); verr != nil {
+			return 0, verr
+		}
+	}
+	sigOp := clientv3.OpDelete(sigKey)
+	if sig != nil {
+		sigOp = clientv3.OpPut(sigKey, string(sig))
+	}
 	ctx, cancel := withDefaultTimeout(ctx, o.etcdTimeout)
 	defer cancel()
-	caKey := CAKey(o.prefix)
 	for range publishAttempts {
 		resp, err := cli.Get(ctx, o.prefix+"/", clientv3.WithPrefix())
 		if err != nil {
@@ -139,7 +180,7 @@ func PublishCA(ctx context.Context, cli *clientv3.Client, bundlePEM []byte, opts
 		}
 		txn, err := cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(o.prefix+"/"), "<", resp.Header.Revision+1).WithPrefix()).
-			Then(clientv3.OpPut(caKey, string(bundlePEM))).
+			Then(clientv3.OpPut(caKey, string(bundlePEM)), sigOp).
 			Commit()
 		if err != nil {
 			return 0, fmt.Errorf("mtls: publish CA bundle: %w", err)

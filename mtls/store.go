@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -52,6 +53,9 @@ type Store struct {
 
 	closeOnce sync.Once
 	loop      *watchLoop // owned by the watch goroutine after NewStore
+
+	conns   *connTracker // connections from NewListener and DialTLS
+	peerLog peerLog      // when refused peers were last logged
 }
 
 // NewStore lists the prefix through cli, validates what it finds, and
@@ -63,16 +67,41 @@ type Store struct {
 //
 // The caller keeps ownership of cli and must close it after the Store.
 // Options: WithPrefix, WithKeyring, WithAllowPlaintextKeys, WithIdentities,
-// WithLogger, WithRegisterer, WithClock, WithEtcdTimeout.
+// WithTrustAnchors, WithBundleSigners, WithAllowedClients,
+// WithAllowedServers, WithDropDeleted, WithLogger, WithRegisterer,
+// WithClock, WithEtcdTimeout. Without WithTrustAnchors or
+// WithBundleSigners, NewStore logs a warning: the CA bundle is then
+// whatever etcd holds.
 func NewStore(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store, error) {
 	if cli == nil {
 		return nil, errors.New("mtls: NewStore: nil etcd client")
 	}
 	o := newOptions(opts)
+	if err := o.err(); err != nil {
+		return nil, fmt.Errorf("mtls: NewStore: %w", err)
+	}
 	m, err := newStoreMetrics(o.registerer)
 	if err != nil {
 		return nil, fmt.Errorf("mtls: %w", err)
 	}
+	s := newStore(cli, o, m)
+	if !o.pins.pinned() {
+		s.log.Warn("mtls: no pinned trust anchors: whoever can write " + CAKey(o.prefix) + " decides which CAs this process trusts (see WithTrustAnchors, WithBundleSigners)")
+	}
+	rev, err := s.loop.list(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("mtls: NewStore: list %s/: %w", o.prefix, err)
+	}
+	m.addStore(s)
+	lctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.loop.run(lctx, rev)
+	go s.watchExpiry(lctx)
+	return s, nil
+}
+
+// newStore returns a Store that has read nothing yet and runs nothing.
+func newStore(cli *clientv3.Client, o options, m *storeMetrics) *Store {
 	s := &Store{
 		cli:        cli,
 		o:          o,
@@ -84,17 +113,9 @@ func NewStore(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store
 		expired:    make(map[certKey]bool),
 	}
 	s.cur.Store(&state{ids: map[string]*identity{}})
+	s.conns = newConnTracker(s)
 	s.loop = newWatchLoop(s)
-	rev, err := s.loop.list(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("mtls: NewStore: list %s/: %w", o.prefix, err)
-	}
-	m.addStore(s)
-	lctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go s.loop.run(lctx, rev)
-	go s.watchExpiry(lctx)
-	return s, nil
+	return s
 }
 
 // Close stops the watch. The material loaded stays readable and the
@@ -131,10 +152,13 @@ func (s *Store) Revision() int64 { return s.rev.Load() }
 //	}
 func (s *Store) Changed() <-chan struct{} { return s.changed.wait() }
 
-// Certificate returns the certificate and key in use for identity name. It
-// is shared with the handshakes: do not modify it. The error wraps
-// ErrNoIdentity when no good material is loaded for name, with the reason
-// of the last refused update if there was one.
+// Certificate returns the certificate and key in use for identity name,
+// for handshakes (a tls.Config's GetCertificate or GetClientCertificate).
+// It is shared with the handshakes: do not modify it. Its PrivateKey is a
+// crypto.Signer that prints and marshals as "[redacted]"; to show an
+// identity, use Identities, whose CertificateInfo holds no key at all. The
+// error wraps ErrNoIdentity when no good material is loaded for name, with
+// the reason of the last refused update if there was one.
 func (s *Store) Certificate(name string) (*tls.Certificate, error) {
 	if id := s.cur.Load().ids[name]; id != nil {
 		return id.cert, nil
@@ -172,23 +196,62 @@ func (s *Store) CACertificates() []*x509.Certificate {
 }
 
 // Identities returns every identity the Store serves or has refused an
-// update of, sorted by name.
+// update of, sorted by name. The result holds no key material: it is safe
+// to marshal (JSON) and log.
 func (s *Store) Identities() []Identity {
 	st := s.cur.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Identity, 0, len(st.ids)+len(s.rejected))
 	for _, n := range st.names {
-		id := st.ids[n]
-		out = append(out, Identity{Name: n, Certificate: id.cert, Revision: id.crtRev, KEKID: id.kekID, Rejected: s.rejected[n]})
+		out = append(out, describeIdentity(st.ids[n], s.rejected[n]))
 	}
 	for n, rej := range s.rejected {
-		if n != "" && st.ids[n] == nil {
+		if isIdentitySlot(n) && st.ids[n] == nil {
 			out = append(out, Identity{Name: n, Rejected: rej})
 		}
 	}
 	slices.SortFunc(out, func(a, b Identity) int { return cmp.Compare(a.Name, b.Name) })
 	return out
+}
+
+// isIdentitySlot reports whether a key of Store.rejected names an
+// identity (not the CA bundle, the revocation list or a client policy).
+func isIdentitySlot(n string) bool { return n != "" && !strings.Contains(n, "/") }
+
+// describeIdentity is the public view of an identity in use.
+func describeIdentity(id *identity, rej *ValidationError) Identity {
+	info := DescribeCertificate(id.chain[0])
+	out := Identity{Name: id.name, Certificate: &info, Revision: id.crtRev, KEKID: id.kekID, KeyChecked: id.keyChecked, Rejected: rej}
+	for _, c := range id.chain[1:] {
+		out.Chain = append(out.Chain, DescribeCertificate(c))
+	}
+	return out
+}
+
+// Revocations returns the revocation list in use, in list order (nil
+// when none is loaded).
+func (s *Store) Revocations() []Revocation {
+	if rl := s.cur.Load().revoked; rl != nil {
+		return slices.Clone(rl.entries)
+	}
+	return nil
+}
+
+// RevocationsRejected returns the last update of the revocation list that
+// was refused since the list in use was loaded, or nil.
+func (s *Store) RevocationsRejected() *ValidationError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rejected[slotRevoked]
+}
+
+// ClientPolicyRejected returns the last update of identity name's client
+// policy (<prefix>/<name>/clients) that was refused, or nil.
+func (s *Store) ClientPolicyRejected(name string) *ValidationError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rejected[slotClients(name)]
 }
 
 // CARejected returns the last update of the CA bundle that was refused

@@ -112,8 +112,8 @@ func TestStoreRefusesBadUpdatesAndKeepsServing(t *testing.T) {
 			if id.Rejected == nil || id.Rejected.Reason != tc.reason || id.Rejected.Key != tc.at {
 				t.Fatalf("Rejected = %v, want reason %s at %s", id.Rejected, tc.reason, tc.at)
 			}
-			if serialHex(id.Certificate.Leaf) != serialHex(good.Cert) {
-				t.Fatalf("identity in use changed to serial %s", serialHex(id.Certificate.Leaf))
+			if id.Certificate.Serial != serialHex(good.Cert) {
+				t.Fatalf("identity in use changed to serial %s", id.Certificate.Serial)
 			}
 			if r := mustGet(t, c, srv.addr); r.server != serialHex(good.Cert) {
 				t.Fatalf("server presents %s after a refused update, want the last good %s", r.server, serialHex(good.Cert))

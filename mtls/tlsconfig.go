@@ -34,9 +34,18 @@ var cipherSuites = []uint16{
 //   - a client certificate is required (tls.RequireAnyClientCert, which
 //     also makes the client prove it holds the key) and VerifyConnection
 //     verifies its chain with x509 against the current CA bundle, for
-//     client authentication, at the Store's clock. VerifyConnection runs
-//     on resumed sessions too, so a session from a certificate the bundle
-//     no longer trusts does not resume.
+//     client authentication, at the Store's clock; then that no
+//     certificate of the chain is on the revocation list, and that the
+//     client is allowed for the identity presented (WithAllowedClients,
+//     or the policy at <prefix>/<name>/clients). VerifyConnection runs
+//     on resumed sessions too, so a session from a certificate the
+//     bundle no longer trusts, or that was revoked since, does not
+//     resume.
+//
+// A refused client's handshake fails with a bad_certificate alert that
+// says nothing more; the reason is logged (at most once per client
+// certificate and reason every 10 s) and counted in
+// smartroute_mtls_peer_refused_total{side="server",reason}.
 //
 // crypto/tls's own tls.RequireAndVerifyClientCert checks against a fixed
 // ClientCAs pool, and swapping the pool per handshake (GetConfigForClient)
@@ -44,6 +53,9 @@ var cipherSuites = []uint16{
 // on their copies of it (the "h2" ALPN protocol); verifying in
 // VerifyConnection keeps one config in force. Do not clear
 // VerifyConnection.
+//
+// To close the connections of a client once it is revoked or no longer
+// allowed, accept them through NewListener.
 //
 // TLS 1.2 is the minimum, with ECDHE AEAD suites only. The caller may set
 // fields the hooks do not own (NextProtos, session tickets) before first
@@ -56,32 +68,41 @@ func (s *Store) ServerConfig(names ...string) *tls.Config {
 		// Required here, verified against the current bundle below.
 		ClientAuth: tls.RequireAnyClientCert,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return pick(s.cur.Load(), names, hello)
+			id, err := pick(s.cur.Load(), names, hello.ServerName)
+			if err != nil {
+				return nil, err
+			}
+			return id.cert, nil
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return s.verifyPeer(cs.PeerCertificates, "", x509.ExtKeyUsageClientAuth)
+			st := s.cur.Load()
+			local := ""
+			if id, err := pick(st, names, cs.ServerName); err == nil {
+				local = id.name
+			}
+			return s.verifyPeer(st, sideServer, local, cs.PeerCertificates, "", x509.ExtKeyUsageClientAuth)
 		},
 		Time: s.o.now,
 	}
 }
 
-// pick chooses the certificate to present for hello from st.
-func pick(st *state, names []string, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+// pick chooses the identity to present for the SNI serverName from st.
+func pick(st *state, names []string, serverName string) (*identity, error) {
 	all := names
 	if len(all) == 0 {
 		all = st.names
 	}
-	var first *tls.Certificate
+	var first *identity
 	for _, n := range all {
 		id := st.ids[n]
 		if id == nil {
 			continue
 		}
-		if hello.ServerName != "" && id.cert.Leaf.VerifyHostname(hello.ServerName) == nil {
-			return id.cert, nil
+		if serverName != "" && id.cert.Leaf.VerifyHostname(serverName) == nil {
+			return id, nil
 		}
 		if first == nil {
-			first = id.cert
+			first = id
 		}
 	}
 	if first == nil {
@@ -105,12 +126,17 @@ func pick(st *state, names []string, hello *tls.ClientHelloInfo) (*tls.Certifica
 // Every handshake reads the Store's current material: GetClientCertificate
 // returns the identity's current certificate, and VerifyConnection verifies
 // the server's chain with x509 against the current CA bundle, the name,
-// the server-auth key usage and the Store's clock. crypto/tls can only
-// verify against a fixed RootCAs pool, which would go stale at the first
-// CA rotation, so the config sets InsecureSkipVerify and does the complete
-// verification itself in VerifyConnection, which runs on every handshake,
-// resumed ones included; verification is never skipped. Do not clear
-// VerifyConnection.
+// the server-auth key usage and the Store's clock, then that no
+// certificate of the chain is revoked. With WithAllowedServers for the
+// name, the server must hold one of the IDs listed instead of the name (a
+// SPIFFE ID, say). crypto/tls can only verify against a fixed RootCAs
+// pool, which would go stale at the first CA rotation, so the config sets
+// InsecureSkipVerify and does the complete verification itself in
+// VerifyConnection, which runs on every handshake, resumed ones included;
+// verification is never skipped. Do not clear VerifyConnection.
+//
+// To close pooled connections to a server once it is revoked, dial them
+// with DialTLS.
 //
 // TLS 1.2 is the minimum, with ECDHE AEAD suites only.
 func (s *Store) ClientConfig(identity, serverName string) *tls.Config {
@@ -147,21 +173,62 @@ func (s *Store) verifyServer(cs tls.ConnectionState, serverName string) error {
 	if name == "" {
 		return errNoServerName
 	}
-	return s.verifyPeer(cs.PeerCertificates, name, x509.ExtKeyUsageServerAuth)
+	return s.verifyPeer(s.cur.Load(), sideClient, name, cs.PeerCertificates, name, x509.ExtKeyUsageServerAuth)
 }
 
-// verifyPeer verifies a peer's chain against the current CA bundle, for
-// usage and, when name is not "", for that host name or IP address.
-func (s *Store) verifyPeer(certs []*x509.Certificate, name string, usage x509.ExtKeyUsage) error {
-	ca := s.cur.Load().ca
-	if ca == nil {
-		return fmt.Errorf("mtls: verify peer: %w", ErrNoCABundle)
+// verifyPeer verifies a peer's chain against st's CA bundle, for usage
+// and, when name is not "", for that host name or IP address (unless
+// WithAllowedServers lists IDs for it); then checkPeer. local is the
+// identity presented (server side) or the server name verified (client
+// side). A refusal is counted and logged.
+func (s *Store) verifyPeer(st *state, side, local string, certs []*x509.Certificate, name string, usage x509.ExtKeyUsage) error {
+	perr := s.judgePeer(st, side, local, certs, name, usage)
+	if perr == nil {
+		return nil
+	}
+	s.refusedPeer(side, local, certs, perr)
+	return perr
+}
+
+func (s *Store) judgePeer(st *state, side, local string, certs []*x509.Certificate, name string, usage x509.ExtKeyUsage) *peerError {
+	if st.ca == nil {
+		return &peerError{peerUntrusted, fmt.Errorf("mtls: verify peer: %w", ErrNoCABundle)}
 	}
 	if len(certs) == 0 {
-		return errors.New("mtls: verify peer: no certificate presented")
+		return &peerError{peerNoCertificate, errors.New("mtls: verify peer: no certificate presented")}
 	}
-	if err := verifyCerts(certs, ca.pool, s.o.now(), name, usage); err != nil {
-		return fmt.Errorf("mtls: verify peer %s (serial %s): %w", certs[0].Subject, serialHex(certs[0]), err)
+	if side == sideClient && s.o.servers[local] != nil {
+		name = "" // the allowed IDs replace the host name
+	}
+	if err := verifyCerts(certs, st.ca.pool, s.o.now(), name, usage); err != nil {
+		return &peerError{peerUntrusted, fmt.Errorf("mtls: verify peer %s (serial %s): %w", certs[0].Subject, serialHex(certs[0]), err)}
+	}
+	return s.checkPeer(st, side, local, certs)
+}
+
+// checkPeer applies what can change while a connection is open: the
+// revocation list and the authorization of the peer's identity. Handshakes
+// and the sweeps of tracked connections share it.
+func (s *Store) checkPeer(st *state, side, local string, certs []*x509.Certificate) *peerError {
+	if r, c := st.revoked.match(certs, st.ca); r != nil {
+		return &peerError{peerRevoked, fmt.Errorf("mtls: peer %s (serial %s) refused: %w", certs[0].Subject, serialHex(certs[0]), revokedError(c, r))}
+	}
+	p, what := s.o.servers[local], "servers allowed for "+local
+	if side == sideServer {
+		p, what = s.clientPolicy(st, local), "clients allowed for identity "+local
+	}
+	if !p.allows(certs[0]) {
+		return &peerError{peerUnauthorized, fmt.Errorf("mtls: peer %s (serial %s, SANs %v) is not among the %s [%s]: %w",
+			certs[0].Subject, serialHex(certs[0]), DescribeCertificate(certs[0]).SANs(), what, p, ErrNotAuthorized)}
 	}
 	return nil
+}
+
+// clientPolicy returns the clients allowed for a server presenting
+// identity: the option's, else etcd's, else nil (any).
+func (s *Store) clientPolicy(st *state, identity string) *peerIDs {
+	if p := s.o.clients[identity]; p != nil {
+		return p
+	}
+	return st.clients[identity]
 }

@@ -229,7 +229,7 @@ func TestHandshakesFailWithoutMaterial(t *testing.T) {
 		conn.Close()
 		t.Fatal("handshake with a server without identity succeeded")
 	}
-	err = s.verifyPeer([]*x509.Certificate{e.ca.Cert}, "x", x509.ExtKeyUsageServerAuth)
+	err = s.verifyPeer(s.cur.Load(), sideClient, "x", []*x509.Certificate{e.ca.Cert}, "x", x509.ExtKeyUsageServerAuth)
 	if err == nil {
 		t.Fatal("verifyPeer accepted a CA certificate for name x")
 	}

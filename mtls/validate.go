@@ -21,10 +21,11 @@ const maxPEMSize = 1 << 20
 
 // caBundle is a validated CA bundle.
 type caBundle struct {
-	raw   []byte
-	rev   int64
-	certs []*x509.Certificate
-	pool  *x509.CertPool
+	raw      []byte
+	rev      int64
+	certs    []*x509.Certificate
+	pool     *x509.CertPool
+	signedAt time.Time // when its pinned signature was made; zero if none was needed
 }
 
 // parseBundle validates a CA bundle: one or more PEM CERTIFICATE blocks,
@@ -61,9 +62,12 @@ func parseBundle(data []byte, now time.Time) (*caBundle, *ValidationError) {
 }
 
 // decodeCertificates parses every PEM block of data as a certificate. Text
-// around the blocks (as openssl writes) is ignored; a block of another
-// type is an error, so that a private key pasted into a certificate field
-// is not silently carried along.
+// before and between the blocks (as openssl writes: "subject=…" lines) is
+// ignored; anything but white space after the last block is an error, so
+// that a truncated block (a BEGIN line without its END, which PEM
+// decoding would skip) does not silently drop a certificate. A block of
+// another type is an error too, so that a private key pasted into a
+// certificate field is not carried along.
 func decodeCertificates(data []byte) ([]*x509.Certificate, error) {
 	if len(data) > maxPEMSize {
 		return nil, fmt.Errorf("%d bytes, at most %d", len(data), maxPEMSize)
@@ -72,9 +76,13 @@ func decodeCertificates(data []byte) ([]*x509.Certificate, error) {
 	rest := data
 	for {
 		var block *pem.Block
+		before := rest
 		block, rest = pem.Decode(rest)
 		if block == nil {
 			break
+		}
+		if n := bytes.Count(before[:len(before)-len(rest)], []byte("-----BEGIN")); n != 1 {
+			return nil, fmt.Errorf("a PEM block before certificate %d does not decode (truncated or altered)", len(certs))
 		}
 		if block.Type != "CERTIFICATE" {
 			// Never echo the block: it may be a private key.
@@ -88,6 +96,9 @@ func decodeCertificates(data []byte) ([]*x509.Certificate, error) {
 	}
 	if len(certs) == 0 {
 		return nil, errors.New("no PEM CERTIFICATE block")
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, fmt.Errorf("%d bytes after the last certificate that are not a PEM block (a truncated block?)", len(bytes.TrimSpace(rest)))
 	}
 	return certs, nil
 }
@@ -213,7 +224,7 @@ func assemble(chain []*x509.Certificate, key crypto.Signer) (*tls.Certificate, *
 	if !ok || !pub.Equal(chain[0].PublicKey) {
 		return nil, reject(ReasonKeyMismatch, "private key does not match the certificate (%s, serial %s)", chain[0].Subject, serialHex(chain[0]))
 	}
-	c := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	c := &tls.Certificate{PrivateKey: redactedKey{key}, Leaf: chain[0]}
 	for _, x := range chain {
 		c.Certificate = append(c.Certificate, x.Raw)
 	}
@@ -334,26 +345,41 @@ func decodeKeyValue(etcdKey string, value []byte, kr *Keyring, allowPlain bool) 
 
 // buildIdentity validates one identity's certificate chain and key value
 // read from etcd: the key opens, parses and matches, the leaf is inside its
-// validity window at now and chains to ca. Errors are tied to the etcd key
-// of the value at fault.
-func buildIdentity(prefix, name string, crt, key rawValue, kr *Keyring, allowPlain bool, ca *caBundle, now time.Time) (*identity, *ValidationError) {
-	keyKey, crtKey := KeyKey(prefix, name), CertKey(prefix, name)
-	keyPEM, kekID, verr := decodeKeyValue(keyKey, key.value, kr, allowPlain)
-	if verr != nil {
-		return nil, verr.at(keyKey, key.rev)
-	}
-	signer, verr := parsePrivateKey(keyPEM)
-	clear(keyPEM)
-	if verr != nil {
-		return nil, verr.at(keyKey, key.rev)
+// validity window at now, chains to ca and is not revoked by rl. Errors
+// are tied to the etcd key of the value at fault. With o.inspect and no
+// keyring, a sealed key is checked for form only and not opened.
+func buildIdentity(o *options, name string, crt, key rawValue, ca *caBundle, rl *revocationList, now time.Time) (*identity, *ValidationError) {
+	keyKey, crtKey := KeyKey(o.prefix, name), CertKey(o.prefix, name)
+	var signer crypto.Signer
+	var kekID string
+	if o.inspect && o.keyring == nil && isEnvelope(key.value) {
+		e, err := parseEnvelope(key.value)
+		if err != nil {
+			return nil, reject(ReasonMalformed, "%w", err).at(keyKey, key.rev)
+		}
+		kekID = e.kekID
+	} else {
+		keyPEM, id, verr := decodeKeyValue(keyKey, key.value, o.keyring, o.allowPlain)
+		if verr != nil {
+			return nil, verr.at(keyKey, key.rev)
+		}
+		kekID = id
+		signer, verr = parsePrivateKey(keyPEM)
+		clear(keyPEM)
+		if verr != nil {
+			return nil, verr.at(keyKey, key.rev)
+		}
 	}
 	chain, err := decodeCertificates(crt.value)
 	if err != nil {
 		return nil, reject(ReasonMalformed, "certificate chain: %w", err).at(crtKey, crt.rev)
 	}
-	cert, verr := assemble(chain, signer)
-	if verr != nil {
-		return nil, verr.at(crtKey, crt.rev)
+	cert := pairless(chain)
+	if signer != nil {
+		var verr *ValidationError
+		if cert, verr = assemble(chain, signer); verr != nil {
+			return nil, verr.at(crtKey, crt.rev)
+		}
 	}
 	if verr := checkWindow(cert.Leaf, now); verr != nil {
 		return nil, verr.at(crtKey, crt.rev)
@@ -361,7 +387,10 @@ func buildIdentity(prefix, name string, crt, key rawValue, kr *Keyring, allowPla
 	if verr := verifyChain(cert, ca, now); verr != nil {
 		return nil, verr.at(crtKey, crt.rev)
 	}
-	return &identity{name: name, cert: cert, crtRev: crt.rev, keyRev: key.rev, kekID: kekID}, nil
+	if r, c := rl.match(chain, ca); r != nil {
+		return nil, reject(ReasonRevoked, "%w", revokedError(c, r)).at(crtKey, crt.rev)
+	}
+	return &identity{name: name, cert: cert, chain: chain, crtRev: crt.rev, keyRev: key.rev, kekID: kekID, keyChecked: signer != nil}, nil
 }
 
 // pairless wraps a chain without its key, for verifyChain.

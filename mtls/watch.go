@@ -22,9 +22,12 @@ type watchLoop struct {
 	watchKey string // the watched prefix with its trailing '/'
 	backoff  backoff.Exponential
 
-	ca  rawValue
-	crt map[string]rawValue // every identity's certificate
-	key map[string]rawValue // the keys of the identities the Store loads
+	ca      rawValue
+	sig     rawValue            // the bundle's signature
+	revoked rawValue            // the revocation list
+	crt     map[string]rawValue // every identity's certificate
+	key     map[string]rawValue // the keys of the identities the Store loads
+	clients map[string]rawValue // the client policies of the identities the Store loads
 
 	// reported remembers the last refusal logged and counted per identity
 	// ("" for the CA bundle), so that a value read again (after a re-list)
@@ -44,6 +47,7 @@ func newWatchLoop(s *Store) *watchLoop {
 		watchKey: s.o.prefix + "/",
 		crt:      map[string]rawValue{},
 		key:      map[string]rawValue{},
+		clients:  map[string]rawValue{},
 		reported: map[string]refusal{},
 	}
 }
@@ -116,34 +120,51 @@ func (l *watchLoop) list(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ca := rawValue{}
-	crt, key := map[string]rawValue{}, map[string]rawValue{}
+	var ca, sig, revoked rawValue
+	crt, key, clients := map[string]rawValue{}, map[string]rawValue{}, map[string]rawValue{}
 	for _, kv := range resp.Kvs {
 		v := rawValue{value: kv.Value, rev: kv.ModRevision}
 		kind, name := parseKey(s.o.prefix, string(kv.Key))
-		if kind == kindKey && !s.o.wants(name) {
+		if (kind == kindKey || kind == kindClients) && !s.o.wants(name) {
 			continue // certificates of every identity are kept for the CA checks
 		}
 		switch kind {
 		case kindCA:
 			ca = v
+		case kindCASig:
+			sig = v
+		case kindRevoked:
+			revoked = v
 		case kindCert:
 			crt[name] = v
 		case kindKey:
 			key[name] = v
+		case kindClients:
+			clients[name] = v
 		}
 	}
-	touchedCA := ca.rev != l.ca.rev
-	touched := map[string]bool{}
+	ch := changes{
+		ca:      ca.rev != l.ca.rev || sig.rev != l.sig.rev,
+		revoked: revoked.rev != l.revoked.rev,
+		clients: map[string]bool{},
+		ids:     map[string]bool{},
+	}
 	for _, m := range []map[string]rawValue{l.crt, l.key, crt, key} {
 		for name := range m {
 			if s.o.wants(name) && (l.crt[name].rev != crt[name].rev || l.key[name].rev != key[name].rev) {
-				touched[name] = true
+				ch.ids[name] = true
 			}
 		}
 	}
-	l.ca, l.crt, l.key = ca, crt, key
-	l.reconcile(touchedCA, touched)
+	for _, m := range []map[string]rawValue{l.clients, clients} {
+		for name := range m {
+			if l.clients[name].rev != clients[name].rev {
+				ch.clients[name] = true
+			}
+		}
+	}
+	l.ca, l.sig, l.revoked, l.crt, l.key, l.clients = ca, sig, revoked, crt, key, clients
+	l.reconcile(ch)
 	l.advance(resp.Header.Revision)
 	return resp.Header.Revision, nil
 }
@@ -179,11 +200,10 @@ func (l *watchLoop) follow(ctx context.Context, rev int64) error {
 // A certificate and its key written in one transaction arrive in the same
 // response, so they are validated together.
 func (l *watchLoop) apply(events []*clientv3.Event) {
-	touchedCA := false
-	touched := map[string]bool{}
+	ch := changes{clients: map[string]bool{}, ids: map[string]bool{}}
 	for _, ev := range events {
 		kind, name := parseKey(l.s.o.prefix, string(ev.Kv.Key))
-		if kind == kindKey && !l.s.o.wants(name) {
+		if (kind == kindKey || kind == kindClients) && !l.s.o.wants(name) {
 			continue
 		}
 		v := rawValue{value: ev.Kv.Value, rev: ev.Kv.ModRevision}
@@ -192,19 +212,26 @@ func (l *watchLoop) apply(events []*clientv3.Event) {
 		}
 		switch kind {
 		case kindCA:
-			l.ca, touchedCA = v, true
+			l.ca, ch.ca = v, true
+		case kindCASig:
+			l.sig, ch.ca = v, true
+		case kindRevoked:
+			l.revoked, ch.revoked = v, true
 		case kindCert:
 			setRaw(l.crt, name, v)
 			if l.s.o.wants(name) {
-				touched[name] = true
+				ch.ids[name] = true
 			}
 		case kindKey:
 			setRaw(l.key, name, v)
-			touched[name] = true
+			ch.ids[name] = true
+		case kindClients:
+			setRaw(l.clients, name, v)
+			ch.clients[name] = true
 		}
 	}
-	if touchedCA || len(touched) > 0 {
-		l.reconcile(touchedCA, touched)
+	if ch.any() {
+		l.reconcile(ch)
 	}
 }
 

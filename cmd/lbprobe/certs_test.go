@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +190,273 @@ func TestCertsListRefusesABundleWithMoreThanCertificates(t *testing.T) {
 	rep := decode[certsReport](t, res)
 	if len(rep.CA) != 1 || rep.CA[0].Status != string(mtls.ReasonMalformed) || rep.CA[0].Valid {
 		t.Fatalf("CA rows %+v, want one malformed row", rep.CA)
+	}
+}
+
+// kekFile writes a random KEK and returns its file and a keyring of it.
+func kekFile(t *testing.T, id string) (string, *mtls.Keyring) {
+	t.Helper()
+	var raw [mtls.KEKSize]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, id, []byte(hex.EncodeToString(raw[:])))
+	kek, err := mtls.LoadKEKFile(id, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := mtls.NewKeyring(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, kr
+}
+
+// statuses returns each identity's status in a list or verify report.
+func statuses(t *testing.T, res result) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, id := range decode[certsReport](t, res).Identities {
+		out[id.Name] = id.Status
+	}
+	return out
+}
+
+// TestCertsListAndVerifyAgreeWithTheStore: the cases where list and verify
+// used to disagree with each other and with the Store (a garbage key
+// listed "sealed (not opened) … ok", trailing non-PEM data refused by list
+// and accepted by verify, a leaf inside the CA bundle passing list and
+// failing verify) now get one verdict: mtls's, the Store's.
+func TestCertsListAndVerifyAgreeWithTheStore(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	etcd := etcdFlagsFor(c)
+	kf, kr := kekFile(t, "kek-1")
+	kek := []string{"--kek", "kek-1=" + kf}
+	ca := certgen.NewCA(t, "mesh-ca")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := mtls.PublishCA(ctx, cli, ca.PEM); err != nil {
+		t.Fatal(err)
+	}
+	good := ca.Peer(t, []string{"good.test"})
+	storeRaw(t, cli, kr, "good", good.CertPEM, good.KeyPEM)
+	garbage := ca.Peer(t, []string{"garbage.test"})
+	if _, err := cli.Txn(ctx).Then(
+		clientv3.OpPut(mtls.CertKey("", "garbage"), string(garbage.CertPEM)),
+		clientv3.OpPut(mtls.KeyKey("", "garbage"), "\x8b\x02garbage that is no key"),
+	).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	trailing := ca.Peer(t, []string{"trailing.test"})
+	storeRaw(t, cli, kr, "trailing", append(bytes.Clone(trailing.CertPEM), "trailing bytes\n"...), trailing.KeyPEM)
+
+	check := func(when string, want map[string]string) {
+		t.Helper()
+		s, err := mtls.NewStore(ctx, cli, mtls.WithKeyring(kr), mtls.WithLogger(discard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		fromStore := map[string]string{}
+		for _, id := range s.Identities() {
+			fromStore[id.Name] = "ok"
+			if id.Certificate == nil {
+				fromStore[id.Name] = string(id.Rejected.Reason)
+			}
+		}
+		for _, args := range [][]string{
+			{"certs", "list", "--json"},
+			append([]string{"certs", "list", "--json"}, kek...),
+			append([]string{"certs", "verify", "--json"}, kek...),
+		} {
+			res := lbprobe(t, append(args, etcd...)...)
+			got := statuses(t, res)
+			for name, w := range want {
+				if got[name] != w || fromStore[name] != w {
+					t.Errorf("%s: %v says %s is %q, the Store %q, want %q\n%s", when, args[:2], name, got[name], fromStore[name], w, res.stdout)
+				}
+			}
+		}
+	}
+	check("garbage key, trailing data", map[string]string{"good": "ok", "garbage": "malformed", "trailing": "malformed"})
+
+	// A leaf inside the CA bundle: the bundle is not_ca for everyone, and
+	// no identity is trusted.
+	if _, err := cli.Put(ctx, mtls.CAKey(""), string(ca.PEM)+string(good.CertPEM)); err != nil {
+		t.Fatal(err)
+	}
+	check("leaf in the bundle", map[string]string{"good": "untrusted"})
+	res := lbprobe(t, append([]string{"certs", "list", "--json"}, etcd...)...)
+	rep := decode[certsReport](t, res)
+	if res.code != exitFailure || len(rep.CA) != 2 || rep.CA[0].Status != "not_ca" || rep.CA[0].Valid {
+		t.Fatalf("list of a bundle holding a leaf: %s", res)
+	}
+}
+
+// TestCertsSeveralKEKsAndReseal: the documented KEK rotation from the
+// command line: keys sealed with the old KEK open with both KEKs given,
+// reseal seals them with the new one (the first --kek), and afterwards the
+// new KEK alone opens every key.
+func TestCertsSeveralKEKsAndReseal(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	etcd := etcdFlagsFor(c)
+	oldFile, oldKR := kekFile(t, "kek-old")
+	newFile, _ := kekFile(t, "kek-new")
+	ca := certgen.NewCA(t, "mesh-ca")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := mtls.PublishCA(ctx, cli, ca.PEM); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"api", "web"} {
+		l := ca.Peer(t, []string{name + ".test"})
+		if _, err := mtls.Publish(ctx, cli, oldKR, name, l.CertPEM, l.KeyPEM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	both := []string{"--kek", "kek-new=file:" + newFile, "--kek", "kek-old=" + oldFile}
+	if res := lbprobe(t, append(append([]string{"certs", "verify"}, both...), etcd...)...); res.code != exitOK {
+		t.Fatalf("verify with both KEKs: %s", res)
+	}
+	res := lbprobe(t, append(append([]string{"certs", "verify"}, "--kek", "kek-new="+newFile), etcd...)...)
+	if res.code != exitFailure || !strings.Contains(res.stdout, "unseal") {
+		t.Fatalf("verify with the new KEK only, before reseal: %s", res)
+	}
+	// Reseal without the old KEK cannot open the keys: it says which.
+	res = lbprobe(t, append(append([]string{"certs", "reseal"}, "--kek", "kek-new="+newFile), etcd...)...)
+	if res.code != exitFailure || !strings.Contains(res.stdout, "api (sealed with kek-old)") {
+		t.Fatalf("reseal without the old KEK: %s", res)
+	}
+	res = lbprobe(t, append(append([]string{"certs", "reseal"}, both...), etcd...)...)
+	if res.code != exitOK || !strings.Contains(res.stdout, "resealed 2 private keys under /certs/ with kek-new") {
+		t.Fatalf("reseal: %s", res)
+	}
+	res = lbprobe(t, append(append([]string{"certs", "verify", "--json"}, "--kek", "kek-new=file:"+newFile), etcd...)...)
+	if res.code != exitOK {
+		t.Fatalf("verify with the new KEK after reseal: %s", res)
+	}
+	for _, id := range decode[certsReport](t, res).Identities {
+		if id.KEKID != "kek-new" || !id.KeyChecked {
+			t.Errorf("%s after reseal: %+v", id.Name, id)
+		}
+	}
+	// A second reseal has nothing to do.
+	if res := lbprobe(t, append(append([]string{"certs", "reseal", "--json"}, both...), etcd...)...); res.code != exitOK || decode[resealResult](t, res).Resealed != 0 {
+		t.Fatalf("second reseal: %s", res)
+	}
+	// Usage: a --kek that names nothing usable.
+	for _, bad := range [][]string{{"--kek", "no-equals"}, {"--kek", "id=env:"}, {"--kek", "k=" + writeFile(t, "short", []byte("short"))}} {
+		if res := lbprobe(t, append(append([]string{"certs", "reseal"}, bad...), etcd...)...); res.code != exitUsage {
+			t.Errorf("reseal %v: %s", bad, res)
+		}
+	}
+	if res := lbprobe(t, append([]string{"certs", "reseal"}, etcd...)...); res.code != exitUsage {
+		t.Errorf("reseal without a KEK: %s", res)
+	}
+}
+
+// TestCertsHonourPins: with --trust-anchors or --ca-signers, list and
+// verify judge the bundle as pinned services do, and put refuses to write
+// a bundle they would refuse; a bundle signed offline by certs sign goes
+// in with --ca-signature.
+func TestCertsHonourPins(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	etcd := etcdFlagsFor(c)
+	ca, rogue := certgen.NewCA(t, "mesh-ca"), certgen.NewCA(t, "rogue")
+	anchors := writeFile(t, "anchors.pem", ca.PEM)
+	caFile := writeFile(t, "ca.pem", ca.PEM)
+	bothFile := writeFile(t, "both.pem", append(bytes.Clone(ca.PEM), rogue.PEM...))
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privDER, _ := x509.MarshalPKCS8PrivateKey(priv)
+	pubDER, _ := x509.MarshalPKIXPublicKey(pub)
+	signKey := writeFile(t, "sign.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))
+	signPub := writeFile(t, "sign.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
+
+	// put under anchors: the good bundle goes in, the rogue one does not.
+	if res := lbprobe(t, append([]string{"certs", "put", "--ca", caFile, "--trust-anchors", anchors}, etcd...)...); res.code != exitOK {
+		t.Fatalf("put of the anchored bundle: %s", res)
+	}
+	res := lbprobe(t, append([]string{"certs", "put", "--ca", bothFile, "--trust-anchors", anchors}, etcd...)...)
+	if res.code != exitFailure || !strings.Contains(res.stderr, "refused (unpinned)") {
+		t.Fatalf("put of a rogue bundle under anchors: %s", res)
+	}
+	// Written behind its back, list flags it under the pins and passes it
+	// without (and says it is not pinned).
+	if _, err := cli.Put(context.Background(), mtls.CAKey(""), string(ca.PEM)+string(rogue.PEM)); err != nil {
+		t.Fatal(err)
+	}
+	res = lbprobe(t, append([]string{"certs", "list", "--json", "--trust-anchors", anchors}, etcd...)...)
+	if rep := decode[certsReport](t, res); res.code != exitFailure || !rep.Pinned || rep.CA[0].Status != "unpinned" {
+		t.Fatalf("pinned list of a rogue bundle: %s", res)
+	}
+	res = lbprobe(t, append([]string{"certs", "list", "--json"}, etcd...)...)
+	if rep := decode[certsReport](t, res); rep.Pinned || len(rep.CA) != 2 || !rep.CA[1].Valid {
+		t.Fatalf("unpinned list of a rogue bundle: %s", res)
+	}
+
+	// Signed offline, published with its signature.
+	res = lbprobe(t, "certs", "sign", "--ca", caFile, "--signing-key", signKey)
+	if res.code != exitOK || !strings.Contains(res.stdout, `"format": "smartroute-ca-sig/v1"`) {
+		t.Fatalf("sign: %s", res)
+	}
+	sig := writeFile(t, "ca.sig", []byte(res.stdout))
+	if res := lbprobe(t, append([]string{"certs", "put", "--ca", bothFile, "--ca-signing-key", writeFile(t, "other.key", certgen.NewKeyPEM(t)), "--ca-signers", signPub}, etcd...)...); res.code != exitFailure {
+		t.Fatalf("put signed by another key under --ca-signers: %s", res)
+	}
+	if res := lbprobe(t, append([]string{"certs", "put", "--ca", caFile, "--ca-signature", sig, "--ca-signers", signPub}, etcd...)...); res.code != exitOK || !strings.Contains(res.stdout, "with its signature /certs/ca.sig") {
+		t.Fatalf("put with an offline signature: %s", res)
+	}
+	res = lbprobe(t, append([]string{"certs", "list", "--json", "--ca-signers", signPub}, etcd...)...)
+	if rep := decode[certsReport](t, res); len(rep.CA) != 1 || !rep.CA[0].Valid {
+		t.Fatalf("list under --ca-signers of the signed bundle: %s", res)
+	}
+	if res := lbprobe(t, "certs", "sign", "--ca", caFile); res.code != exitUsage {
+		t.Errorf("sign without a key: %s", res)
+	}
+}
+
+// TestCertsRevoke: revoke by identity name; list and verify show the
+// identity revoked, the revocation in the report; unrevoke undoes it.
+func TestCertsRevoke(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	etcd := etcdFlagsFor(c)
+	kf, kr := kekFile(t, "kek-1")
+	ca := certgen.NewCA(t, "mesh-ca")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := mtls.PublishCA(ctx, cli, ca.PEM); err != nil {
+		t.Fatal(err)
+	}
+	web := ca.Peer(t, []string{"web.test"})
+	if _, err := mtls.Publish(ctx, cli, kr, "web", web.CertPEM, web.KeyPEM); err != nil {
+		t.Fatal(err)
+	}
+	res := lbprobe(t, append([]string{"certs", "revoke", "web", "--reason", "laptop stolen"}, etcd...)...)
+	serial := web.Cert.SerialNumber.Text(16)
+	if res.code != exitOK || !strings.Contains(res.stdout, "revoked serial "+serial+" of identity web in /certs/revoked") {
+		t.Fatalf("revoke web: %s", res)
+	}
+	res = lbprobe(t, append([]string{"certs", "verify", "--json", "--kek", "kek-1=" + kf}, etcd...)...)
+	rep := decode[certsReport](t, res)
+	if res.code != exitFailure || rep.Identities[0].Status != "revoked" || len(rep.Revoked) != 1 || rep.Revoked[0].Reason != "laptop stolen" {
+		t.Fatalf("verify after revoke: %s", res)
+	}
+	for _, bad := range [][]string{{"certs", "revoke", "web"}, {"certs", "revoke", "--reason", "x"}, {"certs", "revoke", "web", "--serial", "01", "--reason", "x"}, {"certs", "revoke", "--serial", "zz", "--reason", "x"}} {
+		if res := lbprobe(t, append(bad, etcd...)...); res.code != exitUsage {
+			t.Errorf("%v: %s", bad, res)
+		}
+	}
+	if res := lbprobe(t, append([]string{"certs", "unrevoke", serial}, etcd...)...); res.code != exitOK {
+		t.Fatalf("unrevoke: %s", res)
+	}
+	if res := lbprobe(t, append([]string{"certs", "verify", "--kek", "kek-1=" + kf}, etcd...)...); res.code != exitOK {
+		t.Fatalf("verify after unrevoke: %s", res)
 	}
 }

@@ -28,6 +28,9 @@ type subcommand struct {
 	exec func(ctx context.Context, args []string) (int, error)
 }
 
+// certsCommands lists the certs subcommands for usage messages.
+const certsCommands = "list, verify, put, reseal, sign, revoke or unrevoke"
+
 // commandTree builds the ffcli command tree.
 func (a *app) commandTree() *ffcli.Command {
 	root := &ffcli.Command{
@@ -46,14 +49,14 @@ func (a *app) commandTree() *ffcli.Command {
 
 	certs := &ffcli.Command{
 		Name:       "certs",
-		ShortUsage: "lbprobe certs list|verify|put [flags] ARGS",
-		ShortHelp:  "show, verify and upload the mTLS identities stored in etcd under /certs",
+		ShortUsage: "lbprobe certs list|verify|put|reseal|sign|revoke|unrevoke [flags] ARGS",
+		ShortHelp:  "show, verify, upload and revoke the mTLS identities stored in etcd under /certs",
 		FlagSet:    newFlagSet("certs"),
 		Exec: func(_ context.Context, args []string) error {
 			if len(args) == 0 {
-				return usagef("missing certs command: list, verify or put")
+				return usagef("missing certs command: %s", certsCommands)
 			}
-			return usagef("unknown certs command %q: want list, verify or put", args[0])
+			return usagef("unknown certs command %q: want %s", args[0], certsCommands)
 		},
 	}
 	a.paths[certs] = "lbprobe certs"
@@ -62,13 +65,33 @@ func (a *app) commandTree() *ffcli.Command {
 		a.build("lbprobe certs", cc.listSpec()),
 		a.build("lbprobe certs", cc.verifySpec()),
 		a.build("lbprobe certs", cc.putSpec()),
+		a.build("lbprobe certs", cc.resealSpec()),
+		a.build("lbprobe certs", cc.signSpec()),
+		a.build("lbprobe certs", cc.revokeSpec()),
+		a.build("lbprobe certs", cc.unrevokeSpec()),
 	}
+
+	etcd := &ffcli.Command{
+		Name:       "etcd",
+		ShortUsage: "lbprobe etcd roles [flags]",
+		ShortHelp:  "set up etcd for smartroute: least-privilege roles",
+		FlagSet:    newFlagSet("etcd"),
+		Exec: func(_ context.Context, args []string) error {
+			if len(args) == 0 {
+				return usagef("missing etcd command: roles")
+			}
+			return usagef("unknown etcd command %q: want roles", args[0])
+		},
+	}
+	a.paths[etcd] = "lbprobe etcd"
+	etcd.Subcommands = []*ffcli.Command{a.build("lbprobe etcd", (&rolesCmd{app: a}).spec())}
 
 	root.Subcommands = []*ffcli.Command{
 		a.build("lbprobe", (&endpointsCmd{app: a}).spec()),
 		a.build("lbprobe", (&watchCmd{app: a}).spec()),
 		a.build("lbprobe", (&pickCmd{app: a}).spec()),
 		certs,
+		etcd,
 	}
 	return root
 }

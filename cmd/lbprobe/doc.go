@@ -8,9 +8,14 @@
 //	lbprobe endpoints [flags] TARGET
 //	lbprobe watch     [flags] TARGET
 //	lbprobe pick      [flags] TARGET [-n N]
-//	lbprobe certs list   [flags]
-//	lbprobe certs verify [flags] [NAME...]
-//	lbprobe certs put    [flags] [NAME] [--cert FILE --key FILE] [--ca FILE]
+//	lbprobe certs list     [flags]
+//	lbprobe certs verify   [flags] [NAME...]
+//	lbprobe certs put      [flags] [NAME] [--cert FILE --key FILE] [--ca FILE [--ca-signature FILE]]
+//	lbprobe certs reseal   [flags] --kek NEW=file:PATH --kek OLD=file:PATH
+//	lbprobe certs sign     --ca FILE --signing-key FILE
+//	lbprobe certs revoke   [flags] NAME | --serial SERIAL | --spki PIN  --reason TEXT
+//	lbprobe certs unrevoke [flags] SERIAL|PIN
+//	lbprobe etcd roles     [flags] [--dry-run]
 //
 // Flags may come before or after the arguments ("lbprobe pick etcd:///api
 // -n 1000"); "--" ends the flags. Every flag has a long form with two
@@ -124,9 +129,11 @@
 //
 // # lbprobe certs list
 //
-// Reads the certificate store under --certs-prefix (/certs) and prints one
-// row per certificate of the CA bundle (NAME "ca") and per identity,
-// checked with crypto/x509 as the mtls Store checks them:
+// Reads the certificate store under --certs-prefix (/certs) and judges it
+// with the mtls package's own validation (mtls.Inspect: the code a
+// service's mtls.Store runs, so that list, verify and the services never
+// disagree), then prints one row per certificate of the CA bundle (NAME
+// "ca") and per identity:
 //
 //	NAME       ca, or the identity name (/certs/<name>/)
 //	SUBJECT    the leaf's subject
@@ -134,36 +141,80 @@
 //	ISSUER     its issuer
 //	NOT_AFTER  its expiry date (UTC)
 //	DAYS       whole days left (negative once expired)
-//	KEY        sealed:<KEK ID>, plain, or missing; "(not opened)" when no KEK
-//	           was given to match the key against the certificate
+//	KEY        sealed:<KEK ID>, plain, missing or malformed; "(not opened)"
+//	           when no KEK was given to open it and match it against the
+//	           certificate
 //	REV        the etcd revision of the identity (its newest key)
-//	STATUS     ok, or the reason the identity is refused, then ": " and why:
-//	           expired, not_yet_valid, untrusted (does not chain to the CA
-//	           bundle), key_mismatch, incomplete (a certificate without its key
-//	           or the reverse), malformed, plain_key (without
-//	           --allow-plaintext-keys), unseal (the KEK cannot open the key),
-//	           not_ca (in the CA bundle), invalid_name
+//	STATUS     ok, or the reason a Store refuses it (the mtls.Reason values),
+//	           then ": " and why: expired, not_yet_valid, untrusted (does not
+//	           chain to the CA bundle), revoked, key_mismatch, incomplete (a
+//	           certificate without its key or the reverse), malformed (PEM,
+//	           envelope or data after the last PEM block), plain_key (without
+//	           --allow-plaintext-keys), unseal (the KEKs cannot open the key);
+//	           for the CA rows also not_ca (a leaf in the bundle), unpinned
+//	           (refused by --trust-anchors or --ca-signers), orphaned
 //
-// The key is opened and matched against the certificate only with a KEK
-// (--kek-file or --kek-env, with --kek-id).
+// Without a KEK a sealed key is checked for form only (a value that is not
+// an envelope is malformed either way). With --trust-anchors or --ca-signers
+// the bundle is judged as services pinned with mtls.WithTrustAnchors or
+// mtls.WithBundleSigners judge it. A footer names the revocation list's size
+// and any refused bundle or list.
 //
 // # lbprobe certs verify [NAME...]
 //
-// Loads the store exactly as a service does (mtls.NewStore, with the KEK)
-// and prints, in the columns of certs list, whether the Store accepts each
-// NAME (default: every identity stored): ok, or the Store's reason and
-// error (the mtls.Reason values above, "missing" for a name that is not
-// stored). Needs a KEK unless every key is plain PEM and
-// --allow-plaintext-keys is set.
+// As list, with the private keys opened with the KEKs given (required unless
+// every key is plain PEM and --allow-plaintext-keys is set), for each NAME
+// (default: every identity stored): ok, or the Store's reason and error
+// ("missing" for a name that is not stored).
 //
 // # lbprobe certs put [NAME]
 //
 // With --ca FILE, publishes the CA bundle (mtls.PublishCA, which refuses a
-// bundle that would orphan an identity in use). With NAME --cert FILE --key
-// FILE, validates the pair against the CA bundle in etcd and writes it in
-// one transaction, the private key sealed with the KEK (mtls.Publish); a
-// plain PEM key is written only without a KEK and with
-// --allow-plaintext-keys. It prints the keys written and the revision.
+// bundle that would orphan an identity in use), with its signature from
+// --ca-signature FILE (made by certs sign) or --ca-signing-key FILE (signed
+// here) in the same transaction; with --trust-anchors or --ca-signers a
+// bundle pinned services would refuse is refused and nothing is written.
+// With NAME --cert FILE --key FILE, validates the pair against the CA bundle
+// and the revocation list in etcd and writes it in one transaction, the
+// private key sealed with the primary KEK (mtls.Publish); a plain PEM key is
+// written only without a KEK and with --allow-plaintext-keys. It prints the
+// keys written and the revision.
+//
+// # lbprobe certs reseal
+//
+// Seals every private key that is not sealed with the primary KEK (the
+// first given) again with it (mtls.Reseal): step 4 of a KEK rotation. Give
+// the new KEK first and the old ones after. It prints how many keys it
+// resealed and the keys left on another KEK; exit 0 when none is left.
+//
+// # lbprobe certs sign
+//
+// Signs the CA bundle --ca with --signing-key (an Ed25519, ECDSA or RSA
+// private key, PEM) for <--certs-prefix>/ca and prints the detached
+// signature (mtls.BundleSignature). Reads no etcd: run it where the signing
+// key is kept.
+//
+// # lbprobe certs revoke [NAME], certs unrevoke SERIAL|PIN
+//
+// revoke adds to <--certs-prefix>/revoked (mtls.Revoke) the certificate
+// stored for NAME (by serial), or --serial SERIAL, or every certificate of a
+// key --spki PIN, with --reason. Services refuse it in new handshakes on
+// both sides within milliseconds and close the connections they track
+// (mtls NewListener, DialTLS). unrevoke removes an entry.
+//
+// # lbprobe etcd roles
+//
+// Creates the least-privilege etcd roles, or brings them back to exactly
+// these permissions (run as root):
+//
+//	smartroute-registrant   readwrite /services/           regagent, registry.Register
+//	smartroute-reader       read /services/ and /certs/    resolvers, mtls.Store, read-only lbprobe commands
+//	smartroute-cert-admin   readwrite /certs/              lbprobe certs put/revoke/reseal, mtls.Publish
+//
+// --etcd-prefix and --certs-prefix change the prefixes, --role-prefix the
+// names; --dry-run prints the equivalent etcdctl commands and connects to
+// nothing. Users are created and granted roles with etcdctl. A service that
+// registers and serves mTLS needs registrant and reader.
 //
 // # Flags
 //
@@ -205,11 +256,18 @@
 // Certificates (certs):
 //
 //	--certs-prefix string      store prefix (/certs)
-//	--kek-file file            key-encryption key: 32 bytes raw, hex or base64
-//	--kek-env name             the environment variable holding the KEK instead
-//	--kek-id string            the KEK's ID, as the envelopes name it (required with a KEK)
+//	--kek ID=file:PATH|ID=env:VAR   a key-encryption key (32 bytes raw, hex or base64);
+//	                           repeat for several: the first seals, every one opens
+//	--kek-file file            one KEK from a file (with --kek-id), before those of --kek
+//	--kek-env name             one KEK from an environment variable instead
+//	--kek-id string            the ID of --kek-file's or --kek-env's KEK
 //	--allow-plaintext-keys     accept (and for put, write) plain PEM keys
+//	--trust-anchors file       judge the CA bundle as services pinned to these root CAs
+//	--ca-signers file          judge it as services pinned to these signing keys (PEM public keys)
 //	--cert, --key, --ca file   put only: the files to upload
+//	--ca-signature file        put only: the bundle's signature made by certs sign
+//	--ca-signing-key file      put only: sign the bundle here instead
+//	--serial, --spki, --reason revoke only
 //
 // Output: --json on every command writes JSON instead of the table (watch:
 // one object per line).
@@ -217,7 +275,8 @@
 // Every flag not given on the command line is read from the environment
 // variable SMARTROUTE_<FLAG> (upper case, "-" as "_"), as regagent's:
 // SMARTROUTE_ETCD_ENDPOINTS, SMARTROUTE_ETCD_PASSWORD, SMARTROUTE_CHECK...
-// except -n, --cert, --key and --ca, which say what one invocation does.
+// except -n, --cert, --key, --ca, --ca-signature, --ca-signing-key,
+// --serial, --spki and --reason, which say what one invocation does.
 // The command line wins over the environment.
 //
 // # JSON
@@ -251,11 +310,15 @@
 // eligible, why}]}. watch writes one object per line: {time, event, addr,
 // state, zone, weight, health, previous, rtt_ms, changes, error, source}
 // (fields without a value omitted). certs list and verify write {prefix,
-// ca: [rows], ca_error, identities: [rows]} where a row is {name, subject,
-// sans, issuer, serial, not_before, not_after, days_left, key
-// ("sealed"|"plain"|"missing"), kek_id, key_checked, revision, valid,
-// status, error}. certs put writes {prefix, ca_revision, name, revision,
-// kek_id}.
+// pinned, ca: [rows], ca_error, identities: [rows], revoked: [{serial,
+// spki_sha256, reason, revoked_at}], revoked_error} where a row is {name,
+// subject, sans, issuer, serial, not_before, not_after, days_left, sha256,
+// spki_sha256, key ("sealed"|"plain"|"missing"|"malformed"), kek_id,
+// key_checked, revision, valid, status, error}. certs put writes {prefix,
+// ca_revision, ca_signed, name, revision, kek_id}; reseal {prefix, primary,
+// resealed, remaining, errors}; revoke and unrevoke {prefix, entry,
+// removed, revision}; etcd roles [{name, who, permissions: [{prefix,
+// type}]}].
 //
 // # Exit codes
 //

@@ -15,8 +15,8 @@ func TestBadInputIsAUsageErrorWithOneLineAndTheUsage(t *testing.T) {
 	}{
 		{args: nil, msg: "lbprobe: missing command"},
 		{args: []string{"frobnicate"}, msg: `lbprobe: unknown command "frobnicate"`},
-		{args: []string{"certs"}, msg: "lbprobe certs: missing certs command: list, verify or put"},
-		{args: []string{"certs", "rm"}, msg: `lbprobe certs: unknown certs command "rm": want list, verify or put`},
+		{args: []string{"certs"}, msg: "lbprobe certs: missing certs command: list, verify, put, reseal, sign, revoke or unrevoke"},
+		{args: []string{"certs", "rm"}, msg: `lbprobe certs: unknown certs command "rm": want list, verify, put, reseal, sign, revoke or unrevoke`},
 		{args: []string{"endpoints"}, msg: "lbprobe endpoints: missing TARGET (e.g. etcd:///api, dns:///api.example.com:443)"},
 		{args: []string{"endpoints", "static:///127.0.0.1:1", "static:///127.0.0.1:2"}, msg: "lbprobe endpoints: one TARGET only"},
 		{args: []string{"endpoints", "--bogus", "static:///127.0.0.1:1"}, msg: "lbprobe endpoints: flag provided but not defined: --bogus"},

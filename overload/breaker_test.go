@@ -412,4 +412,3 @@ func TestBreakerRulesAreValidated(t *testing.T) {
 		t.Errorf("two unnamed rules of one strategy: %v; want a name clash error", err)
 	}
 }
-

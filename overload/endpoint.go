@@ -149,4 +149,3 @@ func (g *Guard) Endpoints() []EndpointStatus {
 	}
 	return out
 }
-

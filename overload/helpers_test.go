@@ -125,4 +125,3 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels map
 	t.Fatalf("no series %s%v", name, labels)
 	return 0
 }
-

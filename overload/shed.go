@@ -191,4 +191,3 @@ func (s *Shedder) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		return handler(srv, ss)
 	}
 }
-

@@ -18,7 +18,7 @@ func TestRejectProbabilityIsTheSREFormula(t *testing.T) {
 		{100, 40, 2, 1, 20.0 / 101},   // (100 − 80) / 101
 		{300, 100, 2, 1, 100.0 / 301}, // 3× overload, capacity accepted
 		{1000, 0, 2, 1, 1000.0 / 1001},
-		{1000, 0, 2, 0.9, 0.9},       // capped
+		{1000, 0, 2, 0.9, 0.9},        // capped
 		{100, 40, 1.5, 1, 40.0 / 101}, // (100 − 60) / 101
 		{1, 0, 2, 1, 0.5},             // a first failure
 	} {

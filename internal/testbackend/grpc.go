@@ -35,6 +35,7 @@ type GRPC struct {
 	code    atomic.Uint32 // codes.Code the unary methods fail with; OK = none
 	workers workers
 	health  *health.Server
+	opts    []grpc.ServerOption // WithServerOptions
 
 	requests atomic.Int64
 	inFlight atomic.Int64
@@ -57,6 +58,7 @@ func NewGRPC(opts ...Option) (*GRPC, error) {
 		addr:    ln.Addr().String(),
 		workers: newWorkers(cfg.capacity),
 		health:  health.NewServer(),
+		opts:    cfg.serverOpts,
 	}
 	if cfg.tls != nil {
 		b.creds = credentials.NewTLS(cfg.tls)
@@ -167,6 +169,7 @@ func (b *GRPC) serveLocked(ln net.Listener) {
 	if b.creds != nil {
 		opts = append(opts, grpc.Creds(b.creds))
 	}
+	opts = append(opts, b.opts...)
 	srv := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(srv, b.health)
 	testpb.RegisterTestServiceServer(srv, b)

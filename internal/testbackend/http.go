@@ -40,6 +40,7 @@ type HTTP struct {
 	status  atomic.Int64
 	workers workers
 	handler http.Handler
+	outer   func(http.Handler) http.Handler // WithMiddleware
 
 	requests atomic.Int64
 	inFlight atomic.Int64
@@ -63,6 +64,7 @@ func NewHTTP(opts ...Option) (*HTTP, error) {
 		tls:     cfg.tls,
 		workers: newWorkers(cfg.capacity),
 		handler: cfg.handler,
+		outer:   cfg.middleware,
 	}
 	if b.name == "" {
 		b.name = b.addr
@@ -160,8 +162,12 @@ func (b *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 
 // serveLocked starts serving on ln; b.mu is held.
 func (b *HTTP) serveLocked(ln net.Listener) {
+	var h http.Handler = http.HandlerFunc(b.serve)
+	if b.outer != nil {
+		h = b.outer(h)
+	}
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(b.serve),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0), // failed handshakes are what tests provoke
 	}

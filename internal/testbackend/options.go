@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"net/http"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // Option configures an HTTP or gRPC backend.
@@ -19,6 +21,9 @@ type config struct {
 	status   int
 	capacity int
 	handler  http.Handler
+
+	middleware func(http.Handler) http.Handler
+	serverOpts []grpc.ServerOption
 }
 
 func newConfig(opts []Option) config {
@@ -75,4 +80,18 @@ func WithCapacity(n int) Option {
 // is then not called.
 func WithHandler(h http.Handler) Option {
 	return func(c *config) { c.handler = h }
+}
+
+// WithMiddleware wraps an HTTP backend's whole handling in mw, outermost:
+// mw sees every request before the capacity limit, the latency and the
+// counters (e.g. a load shedder in front of the backend's queue). Requests
+// mw answers itself are not counted by Requests.
+func WithMiddleware(mw func(http.Handler) http.Handler) Option {
+	return func(c *config) { c.middleware = mw }
+}
+
+// WithServerOptions passes opts (e.g. interceptors) to a gRPC backend's
+// grpc.NewServer, after the backend's own.
+func WithServerOptions(opts ...grpc.ServerOption) Option {
+	return func(c *config) { c.serverOpts = append(c.serverOpts, opts...) }
 }

@@ -110,6 +110,3 @@ func (w *window) reset(now int64) {
 	}
 	w.closed.Store(nil)
 }
-
-// span returns the length of the window in nanoseconds.
-func (w *window) span() int64 { return w.width * int64(len(w.buckets)) }

@@ -51,3 +51,37 @@ func TestGRPCServerOptionsApply(t *testing.T) {
 		t.Fatalf("interceptor saw %d calls; want 1", seen.Load())
 	}
 }
+
+func TestHTTPWithoutCancelFinishesRequestsWhoseClientLeft(t *testing.T) {
+	b := MustHTTP(t, WithCapacity(1), WithLatency(time.Minute), WithoutCancel())
+	c := plainClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.URL(), nil)
+		_, err := c.Do(req)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.InFlight() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("request never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("canceled request succeeded")
+	}
+	// The backend still works on it: its one worker stays taken, so the
+	// next request queues behind the abandoned one.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	req, _ := http.NewRequestWithContext(ctx2, http.MethodGet, b.URL(), nil)
+	if _, err := c.Do(req); err == nil {
+		t.Fatal("second request was served: the abandoned one was dropped")
+	}
+	if b.InFlight() < 1 {
+		t.Fatalf("in flight after the client left: %d; want the abandoned request", b.InFlight())
+	}
+}

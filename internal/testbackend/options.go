@@ -24,6 +24,7 @@ type config struct {
 
 	middleware func(http.Handler) http.Handler
 	serverOpts []grpc.ServerOption
+	noCancel   bool
 }
 
 func newConfig(opts []Option) config {
@@ -94,4 +95,13 @@ func WithMiddleware(mw func(http.Handler) http.Handler) Option {
 // grpc.NewServer, after the backend's own.
 func WithServerOptions(opts ...grpc.ServerOption) Option {
 	return func(c *config) { c.serverOpts = append(c.serverOpts, opts...) }
+}
+
+// WithoutCancel makes an HTTP backend finish every request it took, in
+// its queue and in its work, even after the client has gone: a server
+// whose handlers do not watch the request's context, and so work on for
+// callers that gave up (the waste that turns overload into collapse).
+// Stop still ends them at once.
+func WithoutCancel() Option {
+	return func(c *config) { c.noCancel = true }
 }

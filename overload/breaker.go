@@ -336,8 +336,10 @@ func (b *breaker) probeDone(now int64, v Verdict, latency time.Duration, period 
 	}
 	switch {
 	case v == Ignored:
-		// Give the probe back: another call may try.
-		for !b.probes.CompareAndSwap(p, p-1) {
+		// Give the probe back: another call may try. (Admissions only
+		// grow the count within a period, and the period cannot change
+		// while mu is held.)
+		for uint32(p) > 0 && !b.probes.CompareAndSwap(p, p-1) {
 			p = b.probes.Load()
 		}
 	case v == Success && !b.bad(v, latency):

@@ -16,8 +16,12 @@ type Endpoint struct {
 }
 
 // Endpoint returns the state kept for addr, creating it on first use.
-// Creating copies the guard's endpoint map; looking up does not lock.
+// Creating copies the guard's endpoint map; looking up does not lock. A
+// nil Guard returns nil, whose methods admit everything.
 func (g *Guard) Endpoint(addr string) *Endpoint {
+	if g == nil {
+		return nil
+	}
 	if e := (*g.endpoints.Load())[addr]; e != nil {
 		return e
 	}
@@ -57,6 +61,9 @@ func (g *Guard) Allow(addr string) bool {
 // endpoint set when it changes), so that the guard's memory follows the
 // set. Requests in flight to a forgotten endpoint end normally.
 func (g *Guard) Retain(addrs []string) {
+	if g == nil {
+		return
+	}
 	keep := make(map[string]bool, len(addrs))
 	for _, a := range addrs {
 		keep[a] = true
@@ -77,6 +84,9 @@ func (g *Guard) Retain(addrs []string) {
 
 // Forget forgets one endpoint.
 func (g *Guard) Forget(addr string) {
+	if g == nil {
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old := *g.endpoints.Load()
@@ -104,13 +114,21 @@ func (g *Guard) forgetLocked(e *Endpoint) {
 }
 
 // Addr returns the endpoint's address.
-func (e *Endpoint) Addr() string { return e.s.endpoint }
+func (e *Endpoint) Addr() string {
+	if e == nil {
+		return ""
+	}
+	return e.s.endpoint
+}
 
 // Acquire admits a request to the endpoint, or fails fast with a
 // *RejectedError (ErrBreakerOpen, ErrConcurrencyLimit) naming it. It
 // never waits. Acquire on the endpoint comes in addition to the guard's
 // own Acquire for the service; each Ticket gets its own Done.
 func (e *Endpoint) Acquire(context.Context) (Ticket, error) {
+	if e == nil {
+		return Ticket{}, nil
+	}
 	s := e.s
 	now := s.g.tb.now()
 	probes, err := s.allowBreakers(now)
@@ -125,7 +143,7 @@ func (e *Endpoint) Acquire(context.Context) (Ticket, error) {
 }
 
 // Allow reports whether Acquire would admit a request now, taking nothing.
-func (e *Endpoint) Allow() bool { return e.s.wouldAllow(e.s.g.tb.now()) }
+func (e *Endpoint) Allow() bool { return e == nil || e.s.wouldAllow(e.s.g.tb.now()) }
 
 // EndpointStatus is an endpoint's state, for diagnosis.
 type EndpointStatus struct {
@@ -136,12 +154,18 @@ type EndpointStatus struct {
 
 // Status returns the endpoint's current state.
 func (e *Endpoint) Status() EndpointStatus {
+	if e == nil {
+		return EndpointStatus{}
+	}
 	return EndpointStatus{Addr: e.s.endpoint, InFlight: e.s.limit.inFlight(), Breakers: e.s.breakerStatus()}
 }
 
 // Endpoints returns the state of every endpoint the guard keeps, by
 // address.
 func (g *Guard) Endpoints() []EndpointStatus {
+	if g == nil {
+		return nil
+	}
 	m := *g.endpoints.Load()
 	out := make([]EndpointStatus, 0, len(m))
 	for _, addr := range slices.Sorted(maps.Keys(m)) {

@@ -89,8 +89,13 @@ func New(service string, opts ...Option) (*Guard, error) {
 	return g, nil
 }
 
-// Service returns the name of the guarded service.
-func (g *Guard) Service() string { return g.service }
+// Service returns the name of the guarded service ("" for a nil Guard).
+func (g *Guard) Service() string {
+	if g == nil {
+		return ""
+	}
+	return g.service
+}
 
 // Acquire asks whether a request to the service may go out now. It fails
 // fast with a *RejectedError when a service breaker is open, when
@@ -136,7 +141,7 @@ func (g *Guard) acquire(ctx context.Context, retry bool) (Ticket, error) {
 		}
 		return Ticket{}, fmt.Errorf("overload: service %q: waiting for a request slot: %w", g.service, err)
 	}
-	if g.cfg.limits.MaxPending > 0 {
+	if s.limit.maxPending > 0 {
 		now = g.tb.now() // the wait is not part of the request's latency
 	}
 	return Ticket{s: s, start: now, probes: probes, retry: retry}, nil
@@ -301,6 +306,9 @@ func (s *scope) reject(r Reason, detail string, retryAfter time.Duration) error 
 
 func (s *scope) limitDetail(err error) string {
 	if errors.Is(err, errPending) {
+		if s.limit.maxPending == math.MaxInt64 {
+			return fmt.Sprintf("%d requests in flight", s.limit.max)
+		}
 		return fmt.Sprintf("%d requests in flight and %d waiting", s.limit.max, s.limit.maxPending)
 	}
 	return fmt.Sprintf("%d requests in flight", s.limit.max)
@@ -371,8 +379,12 @@ type Status struct {
 	Breakers          []BreakerStatus // the service's breakers
 }
 
-// Status returns the guard's current state.
+// Status returns the guard's current state (the zero Status for a nil
+// Guard).
 func (g *Guard) Status() Status {
+	if g == nil {
+		return Status{}
+	}
 	st := Status{Service: g.service, InFlight: g.svc.limit.inFlight(), Pending: g.svc.limit.pending.Load(), RetriesInFlight: g.retries.inFlight(), Breakers: g.svc.breakerStatus()}
 	if g.throttle != nil {
 		st.RejectProbability, st.Requests, st.Accepts = g.throttle.probability(g.tb.now())

@@ -49,6 +49,16 @@ func TestNilGuardAdmitsEverything(t *testing.T) {
 	if !g.Allow("10.0.0.1:80") || g.RejectProbability() != 0 {
 		t.Fatal("nil guard refused")
 	}
+	e := g.Endpoint("10.0.0.1:80")
+	et, err := e.Acquire(context.Background())
+	if err != nil || !e.Allow() {
+		t.Fatalf("nil guard's endpoint refused: %v", err)
+	}
+	et.Done(overload.Outcome{})
+	g.Retain(nil)
+	if st := g.Status(); st.Service != "" || len(g.Endpoints()) != 0 {
+		t.Fatalf("nil guard status %+v", st)
+	}
 }
 
 func TestThrottlingRejectsWhenTheServiceRefuses(t *testing.T) {

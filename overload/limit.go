@@ -3,6 +3,7 @@ package overload
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 )
@@ -93,9 +94,14 @@ type waiter struct {
 	ready chan struct{} // closed when the waiter owns a slot
 }
 
-// newLimiter returns a limiter; a bound below 1 is no bound.
+// newLimiter returns a limiter: maxInFlight below 1 is no bound;
+// maxPending 0 lets nobody wait, NoLimit lets any number wait.
 func newLimiter(maxInFlight, maxPending int) *limiter {
-	return &limiter{max: int64(max(maxInFlight, 0)), maxPending: int64(max(maxPending, 0))}
+	l := &limiter{max: int64(max(maxInFlight, 0)), maxPending: int64(max(maxPending, 0))}
+	if maxPending < 0 {
+		l.maxPending = math.MaxInt64
+	}
+	return l
 }
 
 // tryAcquire takes a slot if one is free.

@@ -185,12 +185,33 @@ func TestLimitsAreValidated(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "maxRequests -5 must be positive, or NoLimit") {
 		t.Fatalf("MaxRequests -5: %v", err)
 	}
-	g := mustGuard(t, overload.WithoutThrottling(), overload.WithLimits(overload.Limits{MaxRequests: overload.NoLimit}))
+	g := mustGuard(t, overload.WithoutThrottling(), overload.WithLimits(overload.Limits{MaxRequests: overload.NoLimit, MaxRetries: overload.NoLimit}))
 	for range 5000 {
-		if _, err := g.Acquire(context.Background()); err != nil {
+		if _, err := g.AcquireRetry(context.Background()); err != nil {
 			t.Fatalf("NoLimit refused: %v", err)
 		}
 	}
+	// Any number may wait with MaxPending NoLimit.
+	g = mustGuard(t, overload.WithoutThrottling(), overload.WithLimits(overload.Limits{MaxRequests: 1, MaxPending: overload.NoLimit}))
+	first, err := g.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const waiters = 50
+	var wg sync.WaitGroup
+	for range waiters {
+		wg.Go(func() {
+			tk, err := g.Acquire(context.Background())
+			if err != nil {
+				t.Errorf("waiter: %v", err)
+				return
+			}
+			tk.Done(overload.Outcome{})
+		})
+	}
+	waitFor(t, "every waiter queued", func() bool { return g.Status().Pending == waiters })
+	first.Done(overload.Outcome{})
+	wg.Wait()
 }
 
 // waitFor polls cond until it holds, failing after a generous bound.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,7 +74,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		tk.Done(Outcome{Latency: latency, Err: err})
 		return nil, err
 	}
-	resp.Body = &ticketBody{rc: resp.Body, t: tk, o: Outcome{Latency: latency, Status: resp.StatusCode}}
+	o := Outcome{Latency: latency, Status: resp.StatusCode}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body is the upgraded connection (an io.ReadWriteCloser that
+		// callers type-assert): the request is over, leave it unwrapped.
+		tk.Done(o)
+		return resp, nil
+	}
+	resp.Body = &ticketBody{rc: resp.Body, t: tk, o: o}
 	return resp, nil
 }
 
@@ -86,18 +94,18 @@ func (t Ticket) elapsed() time.Duration {
 	return max(time.Duration(t.s.g.tb.now()-t.start), 1)
 }
 
-// ticketBody calls Done on its ticket when closed, or when reading ends in
-// an error or EOF.
+// ticketBody calls Done on its ticket once: when closed, or when reading
+// ends in an error or EOF. Close may race with Read (net/http allows it).
 type ticketBody struct {
 	rc   io.ReadCloser
 	t    Ticket
 	o    Outcome
-	done bool
+	done atomic.Bool
 }
 
 func (b *ticketBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if err != nil && !b.done {
+	if err != nil {
 		b.finish()
 	}
 	return n, err
@@ -105,13 +113,12 @@ func (b *ticketBody) Read(p []byte) (int, error) {
 
 func (b *ticketBody) Close() error {
 	err := b.rc.Close()
-	if !b.done {
-		b.finish()
-	}
+	b.finish()
 	return err
 }
 
 func (b *ticketBody) finish() {
-	b.done = true
-	b.t.Done(b.o)
+	if b.done.CompareAndSwap(false, true) {
+		b.t.Done(b.o)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,4 +141,25 @@ func TestTransportCountsRetriesMarkedByContext(t *testing.T) {
 		t.Fatalf("canceled retry: %v", err)
 	}
 	waitFor(t, "the retry slot back", func() bool { return g.Status().RetriesInFlight == 0 })
+}
+
+func TestTransportBodyClosedWhileReadReleasesOnce(t *testing.T) {
+	b := testbackend.MustHTTP(t)
+	g := mustGuard(t, overload.WithLimits(overload.Limits{MaxRequests: 2}))
+	hc := &http.Client{Transport: &overload.Transport{Guard: g, Base: loopbackTransport(t)}}
+	for range 50 {
+		resp, err := hc.Get(b.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = io.Copy(io.Discard, resp.Body) })
+		wg.Go(func() { resp.Body.Close() })
+		wg.Wait()
+		resp.Body.Close()
+	}
+	// A double release would leave the count below zero, and let three in.
+	if n := g.Status().InFlight; n != 0 {
+		t.Fatalf("in flight after every body was closed: %d; want 0", n)
+	}
 }

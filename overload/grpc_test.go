@@ -54,6 +54,7 @@ func TestUnaryInterceptorThrottlesAServiceThatIsExhausted(t *testing.T) {
 	if throttled == 0 || int64(exhausted) != b.Requests() {
 		t.Fatalf("%d exhausted (service counted %d), %d throttled", exhausted, b.Requests(), throttled)
 	}
+	t.Logf("service answering ResourceExhausted: %d of %d calls reached it, %d throttled locally", exhausted, n, throttled)
 }
 
 func TestUnaryInterceptorFallback(t *testing.T) {

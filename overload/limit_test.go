@@ -3,6 +3,7 @@ package overload_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,11 @@ func TestConcurrencyLimitHoldsExactlyUnderConcurrentLoad(t *testing.T) {
 				n := inFlight.Add(1)
 				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 				}
+				// Hold the slot across a few reschedulings, so that
+				// the others find the limit reached.
+				for range 3 {
+					runtime.Gosched()
+				}
 				inFlight.Add(-1)
 				tk.Done(overload.Outcome{})
 			}
@@ -45,6 +51,9 @@ func TestConcurrencyLimitHoldsExactlyUnderConcurrentLoad(t *testing.T) {
 	wg.Wait()
 	if p := peak.Load(); p > limit {
 		t.Fatalf("%d requests in flight at once; the limit is %d", p, limit)
+	}
+	if refused.Load() == 0 {
+		t.Fatalf("no request refused (peak %d in flight): the load never reached the limit, nothing was tested", peak.Load())
 	}
 	if admitted.Load()+refused.Load() != workers*iterations {
 		t.Fatalf("admitted %d + refused %d != %d", admitted.Load(), refused.Load(), workers*iterations)
@@ -55,6 +64,7 @@ func TestConcurrencyLimitHoldsExactlyUnderConcurrentLoad(t *testing.T) {
 	if n := g.Status().InFlight; n != 0 {
 		t.Fatalf("in flight after all Done: %d; want 0", n)
 	}
+	t.Logf("%d goroutines × %d requests, limit %d: peak %d in flight, %d admitted, %d refused", workers, iterations, limit, peak.Load(), admitted.Load(), refused.Load())
 }
 
 func TestConcurrencyLimitAdmitsExactlyAsManyAsFreed(t *testing.T) {

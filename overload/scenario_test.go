@@ -74,6 +74,7 @@ func seedScenario(t *testing.T, g *overload.Guard, clk *skipClock, ev *events,
 	if took := opened.At.Sub(slowSince); opened.To != overload.Open || took > overload.DefaultStatWindow {
 		t.Fatalf("breaker opened %v after the service slowed (event %+v); want within one stat window (%v)", took, opened, overload.DefaultStatWindow)
 	}
+	t.Logf("breaker opened %v after the service slowed past %v (stat window %v)", opened.At.Sub(slowSince).Round(time.Millisecond), seedMaxRT, overload.DefaultStatWindow)
 
 	// Open: calls fail fast, or get the fallback's answer, and never reach
 	// the service.
@@ -87,6 +88,7 @@ func seedScenario(t *testing.T, g *overload.Guard, clk *skipClock, ev *events,
 	if n := requests() - before; n != 0 {
 		t.Fatalf("%d calls reached the service with the breaker open", n)
 	}
+	t.Logf("breaker open: 20 calls failed fast or fell back, 0 reached the service")
 
 	// A probe while the service is still slow opens it again.
 	clk.Skip(overload.DefaultRetryTimeout)
@@ -117,6 +119,7 @@ func seedScenario(t *testing.T, g *overload.Guard, clk *skipClock, ev *events,
 	if n := requests() - before; n != int64(overload.DefaultProbes)+10 {
 		t.Fatalf("service saw %d calls after recovery; want %d", n, overload.DefaultProbes+10)
 	}
+	t.Logf("a slow probe reopened it; after recovery %d probes closed it and the next 10 calls reached the service", overload.DefaultProbes)
 	want := []string{"closed>open", "open>half_open", "half_open>open", "open>half_open", "half_open>closed"}
 	var got []string
 	for _, tr := range ev.transitions() {

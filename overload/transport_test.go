@@ -61,6 +61,7 @@ func TestTransportThrottlesAServiceThatRefuses(t *testing.T) {
 	if refused > n/2 {
 		t.Fatalf("%d of %d requests reached a service refusing them all", refused, n)
 	}
+	t.Logf("service refusing everything with 503: %d of %d requests reached it, %d throttled locally", refused, n, throttled)
 	// The service recovers; a window later, throttling has forgotten.
 	b.SetStatus(0)
 	clk.Advance(overload.DefaultThrottleWindow)

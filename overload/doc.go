@@ -52,8 +52,8 @@
 //	if err != nil {
 //		return err // *RejectedError: ErrThrottled, ErrBreakerOpen or ErrConcurrencyLimit
 //	}
-//	resp, err := send(ctx)
-//	t.Done(overload.Outcome{Err: err, Status: resp.StatusCode})
+//	err = call(ctx) // e.g. a gRPC call; for HTTP, pass the Status too
+//	t.Done(overload.Outcome{Err: err})
 //
 // or lets a wrapper do it: Transport for HTTP (over an http.Transport or a
 // smartroute client.Client), UnaryClientInterceptor for gRPC, which refuses

@@ -21,12 +21,13 @@ import (
 //	if err != nil {
 //		return err // a *RejectedError: fail fast, or fall back
 //	}
-//	resp, err := send(ctx)
-//	t.Done(overload.Outcome{Err: err, Status: resp.StatusCode})
+//	err = call(ctx) // e.g. a gRPC call; for HTTP, pass the Status too
+//	t.Done(overload.Outcome{Err: err})
 //
-// Acquire and Done take no lock and allocate nothing while every breaker
-// is closed. A Guard is safe for concurrent use; a nil *Guard admits
-// everything. It owns no goroutine and needs no Close.
+// Acquire and Done take no lock (unless a request waits for a slot) and
+// allocate nothing per request while every breaker is closed. A Guard is
+// safe for concurrent use; a nil *Guard admits everything. It owns no
+// goroutine and needs no Close.
 type Guard struct {
 	service  string
 	cfg      config

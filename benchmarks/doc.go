@@ -19,6 +19,9 @@
 //     weighted_round_robin.
 //   - BenchmarkDiscovery: registration, deregistration and crash, through a
 //     real etcd, to the first or last request that sees them.
+//   - BenchmarkOverload: three times the capacity of two backends from four
+//     clients with retries, without protection and with package
+//     overload's shedder and guard (goodput, p99, backlog, recovery).
 //
 // The pick itself is measured in package client (BenchmarkPick).
 //
@@ -33,5 +36,7 @@
 // Custom figures are reported with b.ReportMetric: ms-mean, ms-p50, ms-p99
 // (request latency), worst-share (share of requests sent to the worst
 // backend), max-share (share of the busiest backend), req/s, ms-follow (time
-// until traffic leaves a backend that became slow), errors/op.
+// until traffic leaves a backend that became slow), errors/op; and for
+// BenchmarkOverload goodput-ratio, p99-ratio, queued-at-end, s-recover and
+// local-reject-share (see its doc comment).
 package benchmarks

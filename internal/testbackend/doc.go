@@ -2,8 +2,10 @@
 // and examples: an HTTP(S) backend and a gRPC backend with injectable,
 // runtime-adjustable latency (including a heavy tail), a status or error
 // override, a capacity limit and request counters, both of which can be
-// stopped and restarted on the same address, and that report their load
-// in the ORCA formats with WithLoadReport; a Blackhole that accepts TCP
+// stopped and restarted on the same address, that report their load in
+// the ORCA formats with WithLoadReport, optionally behind a middleware
+// (WithMiddleware, WithServerOptions) or finishing work for clients that
+// left (WithoutCancel); a Blackhole that accepts TCP
 // connections and never answers; and Proxy, an in-process toxiproxy for
 // network faults (latency, blackhole, resets, slow close, slicing,
 // bandwidth, disable/enable).

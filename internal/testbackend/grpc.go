@@ -38,6 +38,7 @@ type GRPC struct {
 	workers workers
 	health  *health.Server
 	load    *loadreport.Reporter // nil without WithLoadReport
+	opts    []grpc.ServerOption  // WithServerOptions
 
 	requests atomic.Int64
 	inFlight atomic.Int64
@@ -61,6 +62,7 @@ func NewGRPC(opts ...Option) (*GRPC, error) {
 		workers: newWorkers(cfg.capacity),
 		health:  health.NewServer(),
 		load:    cfg.newReporter(),
+		opts:    cfg.serverOpts,
 	}
 	if cfg.tls != nil {
 		b.creds = credentials.NewTLS(cfg.tls)
@@ -178,6 +180,7 @@ func (b *GRPC) serveLocked(ln net.Listener) {
 	if b.load != nil {
 		opts = append(b.load.ServerOptions(), opts...)
 	}
+	opts = append(opts, b.opts...)
 	srv := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(srv, b.health)
 	if b.load != nil {

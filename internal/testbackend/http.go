@@ -1,6 +1,7 @@
 package testbackend
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -41,7 +42,12 @@ type HTTP struct {
 	status  atomic.Int64
 	workers workers
 	handler http.Handler
-	load    *loadreport.Reporter // nil without WithLoadReport
+	load    *loadreport.Reporter            // nil without WithLoadReport
+	outer   func(http.Handler) http.Handler // WithMiddleware
+	// noCancel (WithoutCancel): requests wait and work under the
+	// incarnation's context instead of their own; Stop cancels it.
+	noCancel bool
+	stopWork context.CancelFunc // cancels the current incarnation's context
 
 	requests atomic.Int64
 	inFlight atomic.Int64
@@ -60,12 +66,14 @@ func NewHTTP(opts ...Option) (*HTTP, error) {
 		return nil, err
 	}
 	b := &HTTP{
-		name:    cfg.name,
-		addr:    ln.Addr().String(),
-		tls:     cfg.tls,
-		workers: newWorkers(cfg.capacity),
-		handler: cfg.handler,
-		load:    cfg.newReporter(),
+		name:     cfg.name,
+		addr:     ln.Addr().String(),
+		tls:      cfg.tls,
+		workers:  newWorkers(cfg.capacity),
+		handler:  cfg.handler,
+		load:     cfg.newReporter(),
+		outer:    cfg.middleware,
+		noCancel: cfg.noCancel,
 	}
 	if b.name == "" {
 		b.name = b.addr
@@ -134,8 +142,8 @@ func (b *HTTP) Running() bool {
 // WithLoadReport (to set utilizations, read InFlight), nil otherwise.
 func (b *HTTP) LoadReporter() *loadreport.Reporter { return b.load }
 
-// serve answers one request.
-func (b *HTTP) serve(w http.ResponseWriter, r *http.Request) {
+// serve answers one request; life is the incarnation's context.
+func (b *HTTP) serve(w http.ResponseWriter, r *http.Request, life context.Context) {
 	b.handlers.begin()
 	defer b.handlers.end()
 	b.requests.Add(1)
@@ -143,6 +151,9 @@ func (b *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 	defer b.inFlight.Add(-1)
 	_, _ = io.Copy(io.Discard, r.Body)
 	ctx := r.Context()
+	if b.noCancel {
+		ctx = life
+	}
 	if err := b.workers.acquire(ctx); err != nil {
 		return
 	}
@@ -167,9 +178,14 @@ func (b *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 
 // serveLocked starts serving on ln; b.mu is held.
 func (b *HTTP) serveLocked(ln net.Listener) {
-	var h http.Handler = http.HandlerFunc(b.serve)
+	life, stop := context.WithCancel(context.Background())
+	b.stopWork = stop
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { b.serve(w, r, life) })
 	if b.load != nil {
 		h = b.load.Middleware(h)
+	}
+	if b.outer != nil {
+		h = b.outer(h)
 	}
 	srv := &http.Server{
 		Handler:           h,
@@ -194,6 +210,7 @@ func (b *HTTP) Stop() error {
 	if b.srv == nil {
 		return ErrStopped
 	}
+	b.stopWork()
 	err := b.srv.Close()
 	<-b.serveErr
 	b.srv, b.serveErr = nil, nil

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/smartroute/smartroute/loadreport"
 )
 
@@ -24,6 +26,9 @@ type config struct {
 
 	loadReport bool
 	loadOpts   []loadreport.Option
+	middleware func(http.Handler) http.Handler
+	serverOpts []grpc.ServerOption
+	noCancel   bool
 }
 
 func newConfig(opts []Option) config {
@@ -113,4 +118,27 @@ func (c config) newReporter() *loadreport.Reporter {
 		opts = append(opts, loadreport.WithCapacity(c.capacity))
 	}
 	return loadreport.New(append(opts, c.loadOpts...)...)
+}
+
+// WithMiddleware wraps an HTTP backend's whole handling in mw, outermost:
+// mw sees every request before the capacity limit, the latency and the
+// counters (e.g. a load shedder in front of the backend's queue). Requests
+// mw answers itself are not counted by Requests.
+func WithMiddleware(mw func(http.Handler) http.Handler) Option {
+	return func(c *config) { c.middleware = mw }
+}
+
+// WithServerOptions passes opts (e.g. interceptors) to a gRPC backend's
+// grpc.NewServer, after the backend's own.
+func WithServerOptions(opts ...grpc.ServerOption) Option {
+	return func(c *config) { c.serverOpts = append(c.serverOpts, opts...) }
+}
+
+// WithoutCancel makes an HTTP backend finish every request it took, in
+// its queue and in its work, even after the client has gone: a server
+// whose handlers do not watch the request's context, and so work on for
+// callers that gave up (the waste that turns overload into collapse).
+// Stop still ends them at once.
+func WithoutCancel() Option {
+	return func(c *config) { c.noCancel = true }
 }

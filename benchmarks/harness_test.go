@@ -196,8 +196,8 @@ type env struct {
 }
 
 // newEnv starts n backends with latency lat, capacity workers each (0: no
-// limit).
-func newEnv(b testing.TB, n int, lat time.Duration, capacity int) *env {
+// limit), and opts.
+func newEnv(b testing.TB, n int, lat time.Duration, capacity int, opts ...testbackend.Option) *env {
 	b.Helper()
 	e := &env{
 		bs:       make([]*testbackend.HTTP, n),
@@ -209,8 +209,8 @@ func newEnv(b testing.TB, n int, lat time.Duration, capacity int) *env {
 		inFlight: make([]atomic.Int64, n),
 	}
 	for i := range n {
-		e.bs[i] = testbackend.MustHTTP(b, testbackend.WithName(fmt.Sprintf("b%d", i)),
-			testbackend.WithLatency(lat), testbackend.WithCapacity(capacity))
+		e.bs[i] = testbackend.MustHTTP(b, append([]testbackend.Option{testbackend.WithName(fmt.Sprintf("b%d", i)),
+			testbackend.WithLatency(lat), testbackend.WithCapacity(capacity)}, opts...)...)
 		e.lat[i].Store(int64(lat))
 	}
 	return e

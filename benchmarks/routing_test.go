@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/smartroute/smartroute/client"
+	"github.com/smartroute/smartroute/internal/testbackend"
 )
 
 // A routing scenario: loopback HTTP backends with injected latency, a fixed
@@ -27,6 +28,9 @@ type routingScenario struct {
 	// the second half when half is set); -1 reports max-share, the share
 	// of the busiest backend, instead.
 	worst int
+	// reports makes the backends report their load (package
+	// loadreport: requests in flight and capacity on every answer).
+	reports bool
 	// winner, when set (≥ 0), is the backend that becomes the fastest
 	// half-way: its share after the change is reported as win-share, and
 	// ms-win is how long after its first fast answer it took half of a
@@ -77,6 +81,18 @@ func routingScenarios() []routingScenario {
 		// herds them all onto the two fast ones (4 workers), which queue
 		// while the rest idle.
 		name: "capacity", backends: 5, capacity: 2, clients: 8, workers: 1, requests: 1200, worst: -1, winner: -1,
+		setup: func(e *env) {
+			for i := range 5 {
+				e.setLatency(i, 5*time.Millisecond)
+			}
+			e.setLatency(0, 3*time.Millisecond)
+			e.setLatency(1, 3*time.Millisecond)
+		},
+	}, {
+		// capacity again, with the backends reporting their load: every
+		// answer says how many requests the backend has in flight (from
+		// all clients) and how many it serves at once.
+		name: "capacity_reports", backends: 5, capacity: 2, clients: 8, workers: 1, requests: 1200, worst: -1, winner: -1, reports: true,
 		setup: func(e *env) {
 			for i := range 5 {
 				e.setLatency(i, 5*time.Millisecond)
@@ -159,7 +175,11 @@ func routingScenarios() []routingScenario {
 func BenchmarkRouting(b *testing.B) {
 	for _, sc := range routingScenarios() {
 		b.Run("scenario="+sc.name, func(b *testing.B) {
-			e := newEnv(b, sc.backends, 0, sc.capacity)
+			var opts []testbackend.Option
+			if sc.reports {
+				opts = append(opts, testbackend.WithLoadReport())
+			}
+			e := newEnv(b, sc.backends, 0, sc.capacity, opts...)
 			b.Run("policy=oracle", func(b *testing.B) { runRouting(b, sc, e, "") })
 			for _, p := range client.Policies() {
 				b.Run("policy="+string(p), func(b *testing.B) { runRouting(b, sc, e, p) })

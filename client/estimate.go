@@ -24,6 +24,17 @@ const (
 	// that became fast is thus measured a few times within tens of
 	// milliseconds of its first fast answer and takes its share.
 	improvingShare = 0.7
+	// floorGainDown and floorGainUp move the latency floor towards a
+	// faster sample quickly and towards a slower one slowly: it settles
+	// near the 10th percentile of the samples, the answers that did not
+	// queue.
+	floorGainDown = 0.5
+	floorGainUp   = 0.05
+	// rifMeanGain is the weight of one load report in the moving average
+	// of an endpoint's reported requests in flight, which stands for the
+	// endpoint's load once its latest report is old: about the last ten
+	// reports.
+	rifMeanGain = 0.1
 	// failureStep is what one failure adds to an endpoint's penalty: its
 	// cost is multiplied by (1 + penalty). One failure makes an endpoint
 	// five times as expensive as its latency says; the penalty then decays
@@ -63,9 +74,13 @@ type hotState struct {
 
 	// est is the latency estimate (float64 ns) and estAt when its last
 	// sample came (0: no request measured it; est is then a seed from the
-	// probe RTT or the default RTT).
+	// probe RTT or the default RTT). floor follows the fast end of the
+	// samples, the latency of a request that did not queue: with a
+	// capacity reported, the cost is floor × the queue the reported load
+	// implies, rather than est, which already holds past queues.
 	est   atomic.Uint64
 	estAt atomic.Int64
+	floor atomic.Uint64
 
 	// penalty (float64) is the failure penalty at penaltyAt; it decays
 	// with time (see failureStep).
@@ -73,18 +88,20 @@ type hotState struct {
 	penaltyAt atomic.Int64
 
 	// rif (float64) is the requests in flight the server reported at
-	// rifAt (0: never), and capacity (float64) the concurrency it said it
-	// can serve without queueing (0: not reported).
+	// rifAt (0: never), rifMean their moving average, and capacity
+	// (float64) the concurrency it said it can serve without queueing (0:
+	// not reported).
 	rif      atomic.Uint64
+	rifMean  atomic.Uint64
 	rifAt    atomic.Int64
 	capacity atomic.Uint64
 
 	// timedAt is when the latest precisely timed gRPC request started
-	// (coarse clock), timedStart the precise time, timing set while it is
-	// out (see grpcPicker): timing is sampled at high request rates.
+	// (coarse clock), timedStart its precise time while it is out (0 when
+	// none is, -1 while one is being claimed; see grpcPicker): timing is
+	// sampled at high request rates.
 	timedAt    atomic.Int64
 	timedStart atomic.Int64
-	timing     atomic.Bool
 
 	// exploring is set while an exploratory request is out, so that one
 	// at a time goes; improving while the latest samples came in well
@@ -93,7 +110,7 @@ type hotState struct {
 	exploring atomic.Bool
 	improving atomic.Bool
 
-	_ [128 - 13*8 - 3*4]byte
+	_ [128 - 15*8 - 2*4]byte
 }
 
 func loadFloat(a *atomic.Uint64) float64     { return math.Float64frombits(a.Load()) }
@@ -118,7 +135,14 @@ func (h *hotState) observe(sample time.Duration, now int64) {
 	if !h.measured() {
 		// The first real sample replaces the seed, a guess.
 		storeFloat(&h.est, s)
+		storeFloat(&h.floor, s)
 	} else {
+		f := loadFloat(&h.floor)
+		fgain := floorGainUp
+		if s < f {
+			fgain = floorGainDown
+		}
+		storeFloat(&h.floor, f*math.Pow(s/f, fgain))
 		est := loadFloat(&h.est)
 		gain := estimateGainDown
 		if s > est {
@@ -164,9 +188,16 @@ func (h *hotState) succeed(now int64, tau float64) {
 	}
 }
 
-// report records a server's load report received at now.
+// report records a server's load report received at now. Callers
+// serialize it per endpoint (endpoint.mu).
 func (h *hotState) report(rif, capacity float64, now int64) {
+	mean := rif
+	if h.rifAt.Load() != 0 {
+		m := loadFloat(&h.rifMean)
+		mean = m + rifMeanGain*(rif-m)
+	}
 	storeFloat(&h.rif, rif)
+	storeFloat(&h.rifMean, mean)
 	storeFloat(&h.capacity, capacity)
 	h.rifAt.Store(max(now, 1))
 }

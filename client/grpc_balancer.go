@@ -463,7 +463,7 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	if h.waiting.Add(1) == 1 {
 		h.progressAt.Store(pr.now)
 	}
-	if pr.now-h.timedAt.Load() >= int64(coarseTick) && h.timing.CompareAndSwap(false, true) {
+	if pr.now-h.timedAt.Load() >= int64(coarseTick) && h.timedStart.CompareAndSwap(0, -1) {
 		// Timed precisely, one RPC at a time and at most one per tick:
 		// reading the precise clock costs more than a pick, and an
 		// estimate gains nothing from more than a thousand samples a
@@ -520,7 +520,7 @@ func (d *grpcDones) done(di balancer.DoneInfo, timed bool) {
 	var sample time.Duration
 	if timed {
 		sample = time.Duration(t.cfg.now() - h.timedStart.Load())
-		h.timing.Store(false)
+		h.timedStart.Store(0)
 	}
 	h.answered(now)
 	// gRPC also calls Done, without an error, for a pick it did not use

@@ -49,5 +49,7 @@ func (t *table) recordLoad(ep *endpoint, r loadreport.Report, now int64) {
 	if r.Has.Has(loadreport.FieldCapacity) {
 		capacity = r.Capacity
 	}
+	ep.mu.Lock()
 	ep.hot.report(r.RIF, capacity, now)
+	ep.mu.Unlock()
 }

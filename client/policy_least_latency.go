@@ -15,6 +15,11 @@ const (
 	// as slow 0.02 times. Equal endpoints are drawn alike, and the choice
 	// between two of them falls to the one with fewer requests in flight.
 	candidateSharpness = 4
+	// estimateMemory is how long the part of an estimate above the
+	// endpoint's best (its latency floor) takes to fade by e when no new
+	// answer comes: a queue met once or a spike stops weighing on an
+	// endpoint within seconds even if nothing sends to it.
+	estimateMemory = time.Second
 	// candidateFloor spreads this share of the draws evenly over the
 	// pool, so that every endpoint is drawn now and then.
 	candidateFloor = 0.01
@@ -30,6 +35,13 @@ const (
 	// or two (tens of milliseconds) under steady load, and a table of
 	// thousands of new endpoints is measured gradually, not at once.
 	exploreMax = 2
+	// exploreShare is the share of a client's requests that may go to
+	// measured endpoints to measure them again (a token bucket of at most
+	// exploreBurst): with many clients, or many endpoints, exploration
+	// stays a small tax on the client's own traffic. New endpoints, and
+	// endpoints whose answers are improving, are explored regardless.
+	exploreShare = 0.02
+	exploreBurst = 2
 	// maxFront bounds the leaders a refresh keeps (see pickLeastLatency).
 	maxFront = 64
 	// refreshPerEndpoint stretches the refresh period of large pools so
@@ -57,22 +69,56 @@ const (
 //     on its way to it, counts as the failure penalty (Finagle's
 //     cold-start rule), so that a slow newcomer cannot take a burst.
 func (p *pool) expected(i int, cfg *config, now int64) (cost, load float64) {
+	cost, load, _ = p.expectedHot(i, cfg, now)
+	return cost, load
+}
+
+// expectedHot is expected, and whether the endpoint is hot: its reported
+// load has reached its reported capacity, so that a new request would
+// queue.
+func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, hot bool) {
 	h := p.hot[i]
 	cost = loadFloat(&h.est)
-	if pen := loadFloat(&h.penalty); pen != 0 {
-		cost *= 1 + pen*decay(float64(now-h.penaltyAt.Load())/cfg.penaltyTau)
+	if f := loadFloat(&h.floor); f > 0 && cost > f {
+		// What the latest answers said above the endpoint's best fades
+		// as they age: a queue met once, or a spike, says less and less
+		// of the next request (estimateMemory).
+		cost = f + (cost-f)*decay(float64(max(now-h.estAt.Load(), 0))/float64(estimateMemory))
+		// Recent answers slower than the endpoint's best: queueing (or a
+		// slowdown) that the next request may meet too. Counting the
+		// spread once more makes the choice averse to tails, and keeps
+		// many clients from piling onto the endpoint they all find
+		// fastest, which is where the queues form.
+		cost *= cost / f
 	}
 	waiting := h.waiting.Load()
 	load = float64(max(h.inflight.Load(), waiting))
 	if at := h.rifAt.Load(); at != 0 {
 		if age := now - at; age < int64(cfg.maxReportAge) {
-			if rif := loadFloat(&h.rif) * decay(float64(max(age, 0))/float64(cfg.loadReportTau)); rif > load {
-				load = rif
-			}
-			if c := loadFloat(&h.capacity); c > 0 && load >= c {
-				cost *= 1 + math.Floor(load/c)
+			fresh := decay(float64(max(age, 0)) / float64(cfg.loadReportTau))
+			rif := loadFloat(&h.rif)
+			// For choosing among near-equals, an older report counts
+			// less: the load estimate moves from it towards the endpoint's
+			// usual load (the reports' average), not towards zero, lest
+			// every client take a stale report for a free endpoint.
+			mean := loadFloat(&h.rifMean)
+			load = max(load, mean+(rif-mean)*fresh)
+			if c := loadFloat(&h.capacity); c > 0 {
+				// The server says how much it serves at once. A fresh
+				// report tells the queue a request would join: the latency
+				// of one that does not queue (floor), plus one service time
+				// per full round of capacity ahead of it. An older report
+				// says less, and the latency of recent answers, queues
+				// included (est), says more: the cost moves from the one
+				// to the other as the report ages.
+				queued := loadFloat(&h.floor) * (1 + rif/c)
+				cost = fresh*queued + (1-fresh)*cost
+				hot = fresh > 0.5 && rif >= c
 			}
 		}
+	}
+	if pen := loadFloat(&h.penalty); pen != 0 {
+		cost *= 1 + pen*decay(float64(now-h.penaltyAt.Load())/cfg.penaltyTau)
 	}
 	if !h.measured() && (waiting > 0 || h.exploring.Load()) {
 		cost = max(cost, float64(cfg.failurePenalty))
@@ -83,7 +129,7 @@ func (p *pool) expected(i int, cfg *config, now int64) (cost, load float64) {
 	if cfg.slowStart > 0 {
 		cost /= p.eps[i].slowStartFactor(now, cfg.slowStart, cfg.slowStartMin)
 	}
-	return cost, load
+	return cost, load, hot
 }
 
 // expectedOf is expected for an endpoint outside any pool, as shown to
@@ -100,21 +146,27 @@ func expectedOf(cfg *config, ep *endpoint, now int64) float64 {
 // of Prequal's rule), else either: spreading among near-equals is what
 // keeps many clients from herding onto one endpoint.
 func (p *pool) better(a, b int, coin bool, cfg *config, now int64) int {
-	ea, la := p.expected(a, cfg, now)
-	eb, lb := p.expected(b, cfg, now)
+	w, _ := p.betterHot(a, b, coin, cfg, now)
+	return w
+}
+
+// betterHot is better, and whether the one it returns is hot.
+func (p *pool) betterHot(a, b int, coin bool, cfg *config, now int64) (int, bool) {
+	ea, la, ha := p.expectedHot(a, cfg, now)
+	eb, lb, hb := p.expectedHot(b, cfg, now)
 	switch {
 	case ea > eb*(1+cfg.tieBand):
-		return b
+		return b, hb
 	case eb > ea*(1+cfg.tieBand):
-		return a
+		return a, ha
 	case la < lb:
-		return a
+		return a, ha
 	case lb < la:
-		return b
+		return b, hb
 	case coin:
-		return a
+		return a, ha
 	}
-	return b
+	return b, hb
 }
 
 // candidateTries bounds the draws a pick spends looking for candidates
@@ -143,15 +195,40 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 	if len(p.eps) == 1 || r.excluded(p.eps[lead]) {
 		return p.twoChoices(cfg, r, s)
 	}
-	for try := 0; try < candidateTries; try++ {
-		if c := s.drawBits(u); c != lead && (r.ntried == 0 || !r.excluded(p.eps[c])) {
-			w := p.better(lead, c, u&1 == 0, cfg, r.now)
-			if !p.claim(w, r) {
-				w = lead + c - w // the other one
+	n := len(p.eps)
+	for try := 0; try < 2*candidateTries; try++ {
+		var c int
+		if try < candidateTries {
+			c = s.drawBits(u)
+		} else {
+			// The draw keeps landing on the leader (it is far ahead):
+			// any other endpoint is a challenger.
+			c = int((u & 0xffffffff) * uint64(n-1) >> 32)
+			if c >= lead {
+				c++
 			}
-			return p.eps[w]
 		}
-		u = randUint64()
+		if c == lead || (r.ntried > 0 && r.excluded(p.eps[c])) {
+			u = randUint64()
+			continue
+		}
+		w, hot := p.betterHot(lead, c, u&(1<<48) == 0, cfg, r.now)
+		if hot && len(p.eps) > 2 {
+			// Both are full, by their servers' reports: a third candidate,
+			// drawn uniformly, may well have room (Prequal's cold
+			// replicas come from random probes for this reason).
+			if x := randN(n); x != lead && x != c && (r.ntried == 0 || !r.excluded(p.eps[x])) {
+				w = p.better(w, x, u&(1<<49) == 0, cfg, r.now)
+			}
+		}
+		if !p.claim(w, r) {
+			if w == lead || w == c {
+				w = lead + c - w // the other one
+			} else {
+				w = lead
+			}
+		}
+		return p.eps[w]
 	}
 	return p.eps[lead]
 }
@@ -271,17 +348,20 @@ func pickLeastRequest(p *pool, cfg *config, r *pickRequest) *endpoint {
 // refresh recomputes the pool's candidate weights and exploration list at
 // now (least_latency only). It runs off the request path, from the table's
 // coarse clock, and at every rebuild.
-func (p *pool) refresh(cfg *config, now int64) {
+// budget is how many measured endpoints may be explored again (each takes
+// one and it is decremented); unmeasured and improving endpoints are
+// explored regardless.
+func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 	n := len(p.eps)
 	if n == 0 {
 		return
 	}
 	costs := make([]float64, n)
+	hot := make([]bool, n)
 	best := math.Inf(1)
 	for i := range p.eps {
-		c, _ := p.expected(i, cfg, now)
-		costs[i] = c
-		best = min(best, c)
+		costs[i], _, hot[i] = p.expectedHot(i, cfg, now)
+		best = min(best, costs[i])
 	}
 	var front []int32
 	for i, c := range costs {
@@ -311,12 +391,17 @@ func (p *pool) refresh(cfg *config, now int64) {
 		if len(due) == exploreMax {
 			break
 		}
-		if !h.measured() || h.waiting.Load() > 0 || h.exploring.Load() {
+		if !h.measured() || h.waiting.Load() > 0 || h.exploring.Load() || hot[i] {
+			continue
+		}
+		if h.improving.Load() {
+			due = append(due, int32(i))
 			continue
 		}
 		ratio := costs[i] / best
-		if interval := min(float64(exploreBase)*ratio*ratio, float64(cfg.decay)); h.improving.Load() || float64(now-h.estAt.Load()) > interval {
+		if interval := min(float64(exploreBase)*ratio*ratio, float64(cfg.decay)); *budget >= 1 && float64(now-h.estAt.Load()) > interval {
 			due = append(due, int32(i))
+			*budget--
 		}
 	}
 	w := costs // reused: each weight replaces its cost

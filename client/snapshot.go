@@ -180,7 +180,8 @@ func newPool(cfg *config, eps []*endpoint, now int64) *pool {
 	case WeightedRoundRobin:
 		p.wrr = smoothWRRSchedule(eps, cfg, now)
 	case LeastLatency:
-		p.refresh(cfg, now)
+		var none float64
+		p.refresh(cfg, now, &none)
 	}
 	return p
 }

@@ -27,9 +27,12 @@ type table struct {
 
 	// clock is the pick path's coarse clock; it also drives refresh.
 	clock *coarseClock
-	// refreshedAt is when the pools were last refreshed (clock goroutine
-	// only).
-	refreshedAt int64
+	// refreshedAt is when the pools were last refreshed; requestsSeen the
+	// requests counted then; exploreTokens the exploration budget
+	// (exploreShare). Clock goroutine only.
+	refreshedAt   int64
+	requestsSeen  uint64
+	exploreTokens float64
 
 	mu        sync.Mutex
 	endpoints map[string]*endpoint
@@ -95,8 +98,16 @@ func (t *table) refresh(now int64) {
 		return
 	}
 	t.refreshedAt = now
+	var requests uint64
+	for _, ep := range s.all {
+		requests += ep.requests.Load()
+	}
+	if requests > t.requestsSeen {
+		t.exploreTokens = min(t.exploreTokens+exploreShare*float64(requests-t.requestsSeen), exploreBurst)
+	}
+	t.requestsSeen = requests
 	for _, p := range s.pools() {
-		p.refresh(t.cfg, now)
+		p.refresh(t.cfg, now, &t.exploreTokens)
 	}
 }
 

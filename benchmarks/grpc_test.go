@@ -79,13 +79,14 @@ func dialGRPC(tb testing.TB, addrs []string, lb, config string) *grpc.ClientConn
 	return conn
 }
 
-// grpcServers starts n gRPC backends named s0…s(n-1) with latency d.
-func grpcServers(tb testing.TB, n int, d time.Duration) ([]*testbackend.GRPC, []string) {
+// grpcServers starts n gRPC backends named s0…s(n-1) with latency d and
+// opts.
+func grpcServers(tb testing.TB, n int, d time.Duration, opts ...testbackend.Option) ([]*testbackend.GRPC, []string) {
 	tb.Helper()
 	bs := make([]*testbackend.GRPC, n)
 	addrs := make([]string, n)
 	for i := range bs {
-		bs[i] = testbackend.MustGRPC(tb, testbackend.WithName(fmt.Sprintf("s%d", i)), testbackend.WithLatency(d))
+		bs[i] = testbackend.MustGRPC(tb, append([]testbackend.Option{testbackend.WithName(fmt.Sprintf("s%d", i)), testbackend.WithLatency(d)}, opts...)...)
 		addrs[i] = bs[i].Addr()
 	}
 	return bs, addrs
@@ -132,16 +133,19 @@ func BenchmarkGRPCOverhead(b *testing.B) {
 }
 
 // BenchmarkGRPCRouting measures routing quality with five loopback gRPC
-// servers, one 20 ms slower (s4): 800 RPCs from 4 goroutines through a
-// fresh connection per iteration; ms-mean, ms-p50, ms-p99 and worst-share
-// (the share of RPCs s4 served).
+// servers, one 20 ms slower (s4), that send ORCA load reports (requests in
+// flight, qps, utilization) with every answer: 800 RPCs from 4 goroutines
+// through a fresh connection per iteration; ms-mean, ms-p50, ms-p99 and
+// worst-share (the share of RPCs s4 served).
 func BenchmarkGRPCRouting(b *testing.B) {
 	const (
 		n       = 800
 		workers = 4
 	)
 	registerGRPC()
-	bs, addrs := grpcServers(b, 5, 2*time.Millisecond)
+	// A capacity (never reached) so that the reports carry the utilization
+	// weighted_round_robin needs.
+	bs, addrs := grpcServers(b, 5, 2*time.Millisecond, testbackend.WithLoadReport(), testbackend.WithCapacity(64))
 	bs[4].SetLatency(22 * time.Millisecond)
 	for _, ct := range grpcContenders() {
 		b.Run("lb="+ct.name, func(b *testing.B) {

@@ -1,14 +1,13 @@
-//go:build grpcwrr
-
 package benchmarks
 
 import "google.golang.org/grpc/balancer/weightedroundrobin"
 
 // grpc-go's weighted_round_robin weighs endpoints by the ORCA load reports
-// (qps, utilization) that servers send; the test servers send none, so every
-// weight is equal and it behaves as round_robin. It imports
-// github.com/cncf/xds/go, which go.mod does not require yet: scripts/bench
-// builds it with a temporary modfile when needed.
+// (qps and utilization) that servers send. The routing servers report them
+// (testbackend.WithLoadReport), and the config lets the weights act at once
+// (no blackout period, a weight update every 100 ms) rather than after the
+// default 10 s, so that it is compared at its best.
 func init() {
-	moreContenders = append(moreContenders, grpcContender{"weighted_round_robin", weightedroundrobin.Name, `{}`})
+	moreContenders = append(moreContenders, grpcContender{"weighted_round_robin", weightedroundrobin.Name,
+		`{"blackoutPeriod":"0s","weightUpdatePeriod":"0.1s"}`})
 }

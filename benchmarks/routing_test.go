@@ -28,6 +28,8 @@ type routingScenario struct {
 	// the second half when half is set); -1 reports max-share, the share
 	// of the busiest backend, instead.
 	worst int
+	// policies are the policies compared with the oracle (nil: all).
+	policies []client.Policy
 	// reports makes the backends report their load (package
 	// loadreport: requests in flight and capacity on every answer).
 	reports bool
@@ -47,6 +49,10 @@ const (
 	winWindow    = 40
 	winShare     = 0.5
 )
+
+// fewPolicies are the contenders of the newer scenarios: the latency-aware
+// policies and the two that ignore latency, round robin and least request.
+var fewPolicies = []client.Policy{client.LeastLatency, client.P2C, client.RoundRobin, client.LeastRequest}
 
 func routingScenarios() []routingScenario {
 	const (
@@ -117,7 +123,7 @@ func routingScenarios() []routingScenario {
 		// The quickstart's backends (3, 6, 10, 15 and 25 ms, no capacity
 		// limit) under 4 goroutines without pause: sending everything to
 		// the 3 ms one is best, and in-flight requests do not slow it.
-		name: "quickstart", backends: 5, clients: 1, workers: 4, requests: 1500, worst: 4, winner: -1,
+		name: "quickstart", policies: fewPolicies, backends: 5, clients: 1, workers: 4, requests: 1500, worst: 4, winner: -1,
 		setup: func(e *env) {
 			for i, d := range []time.Duration{3, 6, 10, 15, 25} {
 				e.setLatency(i, d*time.Millisecond)
@@ -126,7 +132,7 @@ func routingScenarios() []routingScenario {
 	}, {
 		// b4 stalls: every answer takes 2 s (the probe still connects).
 		// It should get one request, the one that finds out.
-		name: "stall", backends: 5, clients: 1, workers: 4, requests: 800, worst: 4, winner: -1,
+		name: "stall", policies: fewPolicies, backends: 5, clients: 1, workers: 4, requests: 800, worst: 4, winner: -1,
 		setup: func(e *env) {
 			e.reset(2 * time.Millisecond)
 			e.setLatency(4, 2*time.Second)
@@ -135,7 +141,7 @@ func routingScenarios() []routingScenario {
 		// b4 answers 503 at once: fast, and wrong. Retries (on by
 		// default for GETs) hide the failures; worst-share is how much
 		// traffic it wastes.
-		name: "fail_fast", backends: 5, clients: 1, workers: 4, requests: 800, worst: 4, winner: -1,
+		name: "fail_fast", policies: fewPolicies, backends: 5, clients: 1, workers: 4, requests: 800, worst: 4, winner: -1,
 		setup: func(e *env) {
 			e.reset(2 * time.Millisecond)
 			e.setLatency(4, 0)
@@ -146,7 +152,7 @@ func routingScenarios() []routingScenario {
 		// and half-way becomes the fastest (2 ms). win-share is its share
 		// after the change (the oracle's is 1); ms-win how long after its
 		// first fast answer it took half of the requests.
-		name: "recover", backends: 5, clients: 1, workers: 4, requests: 4000, worst: 4, winner: 0,
+		name: "recover", policies: fewPolicies, backends: 5, clients: 1, workers: 4, requests: 4000, worst: 4, winner: 0,
 		setup: func(e *env) {
 			e.reset(5 * time.Millisecond)
 			e.setLatency(0, 25*time.Millisecond)
@@ -155,7 +161,7 @@ func routingScenarios() []routingScenario {
 	}, {
 		// A wide fleet: 100 backends with latencies spread evenly over
 		// 2–40 ms, no capacity limit, 8 goroutines.
-		name: "wide", backends: 100, clients: 1, workers: 8, requests: 8000, worst: 99, winner: -1,
+		name: "wide", policies: fewPolicies, backends: 100, clients: 1, workers: 8, requests: 8000, worst: 99, winner: -1,
 		setup: func(e *env) {
 			for i := range e.bs {
 				e.setLatency(i, 2*time.Millisecond+time.Duration(i)*38*time.Millisecond/99)
@@ -181,7 +187,11 @@ func BenchmarkRouting(b *testing.B) {
 			}
 			e := newEnv(b, sc.backends, 0, sc.capacity, opts...)
 			b.Run("policy=oracle", func(b *testing.B) { runRouting(b, sc, e, "") })
-			for _, p := range client.Policies() {
+			policies := sc.policies
+			if policies == nil {
+				policies = client.Policies()
+			}
+			for _, p := range policies {
 				b.Run("policy="+string(p), func(b *testing.B) { runRouting(b, sc, e, p) })
 			}
 		})

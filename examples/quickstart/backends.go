@@ -46,6 +46,9 @@ func (b *backend) setState(s string) {
 // Addr returns the backend's host:port.
 func (b *backend) Addr() string { return b.srv.Addr() }
 
+// backendCapacity is how many requests a backend works on at once.
+const backendCapacity = 8
+
 // fleet owns the backends.
 type fleet struct {
 	etcd   *etcdServer
@@ -63,6 +66,11 @@ func (f *fleet) start(ctx context.Context, name string, latency time.Duration) (
 		testbackend.WithName(name),
 		testbackend.WithLatency(latency),
 		testbackend.WithTLS(f.tls),
+		// Each backend works on backendCapacity requests at once (more
+		// queue) and says so in every answer, with how many it has in
+		// flight: package loadreport's endpoint-load-metrics header.
+		testbackend.WithCapacity(backendCapacity),
+		testbackend.WithLoadReport(),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", name, err)

@@ -5,8 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smartroute/smartroute/client"
@@ -45,6 +49,7 @@ type script struct {
 const (
 	atKill       = 0.20
 	atJoin       = 0.40
+	atSurge      = 0.48
 	atRotate     = 0.60
 	atDrain      = 0.75
 	atDeregister = 0.90
@@ -60,6 +65,7 @@ func (s *script) play(ctx context.Context) {
 	}{
 		{atKill, s.kill},
 		{atJoin, func(ctx context.Context) (err error) { joined, err = s.join(ctx); return err }},
+		{atSurge, s.surge},
 		{atRotate, s.rotate},
 		{atDrain, func(ctx context.Context) error { return s.drain(ctx, joined) }},
 		{atDeregister, func(ctx context.Context) error { return s.deregister(joined) }},
@@ -166,6 +172,105 @@ func (s *script) join(ctx context.Context) (*backend, error) {
 	s.scr.say("%s answered its first request %v after registering (etcd watch -> client table)", b.name, took)
 	s.found("new backend: %s answered its first request %v after registering", b.name, took)
 	return b, nil
+}
+
+// surgeWorkers is how many requests another service keeps in flight on
+// the fastest backend during the surge: three times its capacity.
+const surgeWorkers = 3 * backendCapacity
+
+// surge has another service flood the fastest backend past its capacity
+// for a while, and shows the client moving its traffic off it while the
+// backend reports the queue, and back when the surge ends.
+func (s *script) surge(ctx context.Context) error {
+	b := s.fastest()
+	if b == nil {
+		return errors.New("surge: no backend up")
+	}
+	span := max(s.duration/20, 2*time.Second)
+	before := s.shareOver(ctx, b, span/2)
+	s.scr.say("surge: another service sends %s (%s, works on %d at once) %d requests at a time for %v; the client had %.0f%% of its requests on it",
+		b.name, fmtDuration(b.latency), backendCapacity, surgeWorkers, span.Round(100*time.Millisecond), 100*before)
+	sctx, stop := context.WithTimeout(ctx, span)
+	flood := s.flood(sctx, b)
+	// Let the queue form and the reports reach the client before counting.
+	select {
+	case <-ctx.Done():
+	case <-time.After(span / 4):
+	}
+	during := s.shareOver(ctx, b, span/2)
+	e, _ := s.info(b)
+	<-sctx.Done()
+	stop()
+	sent := flood()
+	s.scr.say("surge: %s reported %.0f requests in flight (capacity %.0f); the client's share of it fell to %.0f%% (%d surge requests served)",
+		b.name, e.ReportedInFlight, e.ReportedCapacity, 100*during, sent)
+	t0 := time.Now()
+	if err := waitFor(ctx, 10*time.Second, func() bool { return s.shareOver(ctx, b, 250*time.Millisecond) >= before/2 }); err != nil {
+		return fmt.Errorf("surge: traffic did not come back to %s: %w", b.name, err)
+	}
+	took := time.Since(t0).Round(10 * time.Millisecond)
+	s.scr.say("surge over: %s has its traffic back within %v", b.name, took)
+	s.found("surge: %s flooded past its capacity: the client's share of it went %.0f%% -> %.0f%% -> back within %v",
+		b.name, 100*before, 100*during, took)
+	return nil
+}
+
+// flood keeps surgeWorkers requests in flight on b, straight to its
+// address with the client's certificate, until ctx ends; the returned
+// function waits for them and says how many were answered.
+func (s *script) flood(ctx context.Context, b *backend) func() int64 {
+	tr := &http.Transport{
+		TLSClientConfig:     s.clientTLS,
+		MaxIdleConnsPerHost: surgeWorkers,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, b.Addr())
+		},
+	}
+	var served atomic.Int64
+	var wg sync.WaitGroup
+	for range surgeWorkers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+serviceName+"/batch", nil)
+				if err != nil {
+					return
+				}
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				served.Add(1)
+			}
+		})
+	}
+	return func() int64 {
+		wg.Wait()
+		tr.CloseIdleConnections()
+		return served.Load()
+	}
+}
+
+// shareOver returns the share of the client's answers that b gave over the
+// next d.
+func (s *script) shareOver(ctx context.Context, b *backend, d time.Duration) float64 {
+	total := func(m map[string]uint64) (n uint64) {
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	c0 := s.load.counts()
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	c1 := s.load.counts()
+	if all := total(c1) - total(c0); all > 0 {
+		return float64(c1[b.name]-c0[b.name]) / float64(all)
+	}
+	return 0
 }
 
 // rotate publishes new leaves for both identities and shows that new

@@ -43,6 +43,9 @@ func TestQuickstart(t *testing.T) {
 		`failover: b1 out of rotation .* failed requests so far: 0`,
 		`b6 \(2\.0ms\) starts and registers`,
 		`b6 answered its first request`,
+		`surge: another service sends b6 .* 24 requests at a time`,
+		`surge: b6 reported \d+ requests in flight \(capacity 8\)`,
+		`surge over: b6 has its traffic back`,
 		`certificates rotated: .* no restart`,
 		`new handshakes present serial .*; failed requests so far: 0`,
 		`b6 drains`,
@@ -69,6 +72,14 @@ func TestQuickstart(t *testing.T) {
 	mustMatch(t, text, `drain: b6 finished \d+ requests in flight when the client saw it draining, then got 0 new ones`)
 	if n, _ := strconv.Atoi(mustMatch(t, text, `answers by backend: .*b6 (\d+)`)[1]); n < 10 {
 		t.Errorf("the new backend answered %d requests, want traffic to reach it", n)
+	}
+	// The surge: the client's share of the flooded backend falls while
+	// it reports the queue.
+	surge := mustMatch(t, text, `the client's share of it went (\d+)% -> (\d+)% -> back`)
+	before, _ := strconv.Atoi(surge[1])
+	during, _ := strconv.Atoi(surge[2])
+	if during*2 > before {
+		t.Errorf("during the surge the client kept %d%% of its requests on the flooded backend (%d%% before), want under half", during, before)
 	}
 	serials := mustMatch(t, text, `new handshakes present serial (\w+) \(was (\w+)\)`)
 	if serials[1] == serials[2] {

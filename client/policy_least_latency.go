@@ -86,10 +86,12 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 		cost = f + (cost-f)*decay(float64(max(now-h.estAt.Load(), 0))/float64(estimateMemory))
 		// Recent answers slower than the endpoint's best: queueing (or a
 		// slowdown) that the next request may meet too. Counting the
-		// spread once more makes the choice averse to tails, and keeps
+		// spread twice more makes the choice averse to tails, and keeps
 		// many clients from piling onto the endpoint they all find
-		// fastest, which is where the queues form.
-		cost *= cost / f
+		// fastest, which is where the queues form: with capacity-limited
+		// backends and independent clients, it queues about as often as
+		// round robin, where counting it once queued half as often again.
+		cost *= (cost / f) * (cost / f)
 	}
 	waiting := h.waiting.Load()
 	load = float64(max(h.inflight.Load(), waiting))
@@ -108,11 +110,18 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 				// report tells the queue a request would join: the latency
 				// of one that does not queue (floor), plus one service time
 				// per full round of capacity ahead of it. An older report
-				// says less, and the latency of recent answers, queues
-				// included (est), says more: the cost moves from the one
-				// to the other as the report ages.
-				queued := loadFloat(&h.floor) * (1 + rif/c)
-				cost = fresh*queued + (1-fresh)*cost
+				// tells only how busy the endpoint usually is: the chance
+				// that a request finds it full, and waits, grows with its
+				// usual load over its capacity, and the risk is counted
+				// twice. The cost moves from the one to the other as the
+				// report ages; a client thus prefers an endpoint it knows
+				// to have room to one it merely remembers as fast, which
+				// is what keeps independent clients from piling onto the
+				// same one (they then queue less often than round robin's).
+				floor := loadFloat(&h.floor)
+				known := floor * (1 + math.Floor(rif/c))
+				usual := floor * (1 + mean/c) * (1 + mean/c)
+				cost = fresh*known + (1-fresh)*usual
 				hot = fresh > 0.5 && rif >= c
 			}
 		}

@@ -86,12 +86,13 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 		cost = f + (cost-f)*decay(float64(max(now-h.estAt.Load(), 0))/float64(estimateMemory))
 		// Recent answers slower than the endpoint's best: queueing (or a
 		// slowdown) that the next request may meet too. Counting the
-		// spread twice more makes the choice averse to tails, and keeps
+		// spread once more makes the choice averse to tails, and keeps
 		// many clients from piling onto the endpoint they all find
-		// fastest, which is where the queues form: with capacity-limited
-		// backends and independent clients, it queues about as often as
-		// round robin, where counting it once queued half as often again.
-		cost *= (cost / f) * (cost / f)
+		// fastest, which is where the queues form. (Counted twice, it
+		// queued as rarely as round robin with capacity-limited backends,
+		// but latency noise on a busy machine then sent a third of the
+		// quickstart's traffic from its 3 ms backend to its 6 ms one.)
+		cost *= cost / f
 	}
 	waiting := h.waiting.Load()
 	load = float64(max(h.inflight.Load(), waiting))
@@ -408,7 +409,7 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 			continue
 		}
 		ratio := costs[i] / best
-		if interval := min(float64(exploreBase)*ratio*ratio, float64(cfg.decay)); *budget >= 1 && float64(now-h.estAt.Load()) > interval {
+		if interval := min(float64(exploreBase)*ratio, float64(cfg.decay)); *budget >= 1 && float64(now-h.estAt.Load()) > interval {
 			due = append(due, int32(i))
 			*budget--
 		}

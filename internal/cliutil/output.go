@@ -151,3 +151,12 @@ func WriteError(w io.Writer, err error, code int) error {
 	_, werr := w.Write(append(b, '\n'))
 	return werr
 }
+
+// Plural returns n and the noun in the number n asks for: "1 check", "5
+// checks".
+func Plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

@@ -21,7 +21,7 @@ type kekFlags struct {
 }
 
 func (k *kekFlags) register(fs *flag.FlagSet) {
-	fs.Var(&k.keks, "kek", "a key-encryption key, `ID=file:PATH` or ID=env:VAR (ID=PATH for a file); repeat or comma-separate for several: the first seals, every one opens")
+	fs.Var(&k.keks, "kek", "a key-encryption key, ID=file:PATH or ID=env:VAR (ID=PATH for a file); repeat or comma-separate for several: the first seals, every one opens")
 	fs.StringVar(&k.file, "kek-file", "", "file holding one key-encryption key (32 bytes raw, hex or base64), with --kek-id; comes before those of --kek")
 	fs.StringVar(&k.env, "kek-env", "", "name of the environment variable holding one key-encryption key (instead of --kek-file)")
 	fs.StringVar(&k.id, "kek-id", "", "ID of the key-encryption key of --kek-file or --kek-env, as written in the envelopes it seals")

@@ -289,19 +289,20 @@ func speaksPlainHTTP(ctx context.Context, host string) bool {
 	return true
 }
 
-// speaksTLS reports whether host completes a TLS handshake. Nothing is
-// sent after it and the certificate is not judged: it only tells the
-// protocol.
+// speaksTLS reports whether host answers a TLS handshake. It trusts no
+// certificate: a server that sends one (and so fails verification) speaks
+// TLS, and that is all it tells.
 func speaksTLS(ctx context.Context, host string) bool {
-	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} //nolint:gosec // protocol detection only; no data is sent
+	d := tls.Dialer{Config: &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}}
 	conn, err := d.DialContext(ctx, "tcp", host)
-	if err != nil {
-		// A server that wants a client certificate may refuse the
-		// handshake with an alert: that is TLS too.
-		return strings.Contains(err.Error(), "remote error: tls:")
+	if err == nil {
+		conn.Close()
+		return true
 	}
-	conn.Close()
-	return true
+	var verr *tls.CertificateVerificationError
+	// A server that wants a client certificate may also refuse the
+	// handshake with an alert: that is TLS too.
+	return errors.As(err, &verr) || strings.Contains(err.Error(), "remote error: tls:")
 }
 
 // transportError turns the endpoints' failures into one EtcdError: a TLS

@@ -62,7 +62,13 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 	if ep == nil {
 		return Choice{}, c.noEndpoint()
 	}
-	ch := Choice{Addr: ep.addr, Policy: c.cfg.policy}
+	return c.table.choiceOf(s, ep, pr.explored, pr.now), nil
+}
+
+// choiceOf describes the pick of ep from s: the pool it came from, its
+// cost, and the reason in words. Pick and tracing (trace.go) use it.
+func (t *table) choiceOf(s *snapshot, ep *endpoint, explored bool, now int64) Choice {
+	ch := Choice{Addr: ep.addr, Policy: t.cfg.policy}
 	p := s.stable
 	for _, e := range s.canary.eps {
 		if e == ep {
@@ -70,20 +76,20 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 			break
 		}
 	}
-	ch.Panic, ch.Eligible, ch.Explored = p.panic, len(p.eps), pr.explored
+	ch.Panic, ch.Eligible, ch.Explored = p.panic, len(p.eps), explored
 	for _, q := range []*pool{p, p.spill} {
 		if q == nil {
 			continue
 		}
 		for i, e := range q.eps {
 			if e == ep && (ch.Policy == LeastLatency || ch.Policy == P2C) {
-				cost, _ := q.expected(i, c.cfg, pr.now)
+				cost, _ := q.expected(i, t.cfg, now)
 				ch.Cost = time.Duration(cost)
 			}
 		}
 	}
-	ch.Reason = ch.reason(c.cfg, ep)
-	return ch, nil
+	ch.Reason = ch.reason(t.cfg, ep)
+	return ch
 }
 
 func (ch Choice) reason(cfg *config, ep *endpoint) string {
@@ -91,22 +97,22 @@ func (ch Choice) reason(cfg *config, ep *endpoint) string {
 	switch ch.Policy {
 	case LeastLatency:
 		if ch.Explored {
-			why = fmt.Sprintf("exploration: not measured for long, or never (expected latency %v) among %d endpoints",
-				ch.Cost.Round(time.Microsecond), ch.Eligible)
+			why = fmt.Sprintf("exploration: not measured for long, or never (expected latency %v) among %s",
+				ch.Cost.Round(time.Microsecond), endpoints(ch.Eligible))
 			break
 		}
-		why = fmt.Sprintf("better expected latency %v of two candidates drawn towards the fastest among %d endpoints (within %.0f%%, fewer in flight wins)",
-			ch.Cost.Round(time.Microsecond), ch.Eligible, 100*cfg.tieBand)
+		why = fmt.Sprintf("better expected latency %v of two candidates drawn towards the fastest among %s (within %.0f%%, fewer in flight wins)",
+			ch.Cost.Round(time.Microsecond), endpoints(ch.Eligible), 100*cfg.tieBand)
 	case P2C:
-		why = fmt.Sprintf("better expected latency %v of two chosen at random among %d endpoints", ch.Cost.Round(time.Microsecond), ch.Eligible)
+		why = fmt.Sprintf("better expected latency %v of two chosen at random among %s", ch.Cost.Round(time.Microsecond), endpoints(ch.Eligible))
 	case LeastRequest:
-		why = fmt.Sprintf("fewer requests in flight (%d) of two chosen at random among %d endpoints", ep.hot.load(), ch.Eligible)
+		why = fmt.Sprintf("fewer requests in flight (%d) of two chosen at random among %s", ep.hot.load(), endpoints(ch.Eligible))
 	case RoundRobin:
-		why = fmt.Sprintf("next in turn among %d endpoints", ch.Eligible)
+		why = fmt.Sprintf("next in turn among %s", endpoints(ch.Eligible))
 	case WeightedRoundRobin:
-		why = fmt.Sprintf("next in smooth weighted turn (weight %d) among %d endpoints", ep.weight(), ch.Eligible)
+		why = fmt.Sprintf("next in smooth weighted turn (weight %d) among %s", ep.weight(), endpoints(ch.Eligible))
 	case ConsistentHash:
-		why = fmt.Sprintf("owner of the request's hash key on the ring of %d endpoints", ch.Eligible)
+		why = fmt.Sprintf("owner of the request's hash key on the ring of %s", endpoints(ch.Eligible))
 	}
 	if ch.Canary {
 		why += "; canary subset"
@@ -115,4 +121,12 @@ func (ch Choice) reason(cfg *config, ep *endpoint) string {
 		why += fmt.Sprintf("; panic mode: under %.0f%% of endpoints healthy, picking among all", 100*cfg.panicThreshold)
 	}
 	return why
+}
+
+// endpoints is "1 endpoint" or "n endpoints".
+func endpoints(n int) string {
+	if n == 1 {
+		return "1 endpoint"
+	}
+	return fmt.Sprintf("%d endpoints", n)
 }

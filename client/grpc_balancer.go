@@ -453,6 +453,7 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		ep.hot.exploring.Store(false)
 		return res, err
 	}
+	res = t.tracePick(info.Ctx, ep, pr.explored, info.FullMethodName, res) // trace.go
 	d := ep.grpcDone(t)
 	if t.streaming(info.FullMethodName) {
 		// A stream's length is the caller's business: it is neither a

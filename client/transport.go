@@ -123,6 +123,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, ErrClosed
 	}
+	req = c.traceRequest(req) // trace.go: the caller's span, when it records
 	start := time.Now()
 	var pr pickRequest
 	pr.now = c.table.clock.Now()
@@ -143,6 +144,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err = c.roundTripRetrying(req, &pr)
 	}
 	c.finish(req, resp, err, time.Since(start))
+	c.traceRequestEnd(req, err)
 	return resp, err
 }
 
@@ -289,6 +291,7 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 		perTry = time.AfterFunc(d, func() { cancelCause(errPerTryTimeout) })
 		req = req.WithContext(ctx)
 	}
+	tr := c.traceAttempt(req, ep)
 	h := ep.hot
 	start := c.cfg.now()
 	h.start(start)
@@ -303,6 +306,7 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 		err = fmt.Errorf("%w: %w", errPerTryTimeout, err)
 	}
 	o, label := c.classify(req, resp, err)
+	tr.end(label)
 	if resp != nil {
 		c.loadReport(ep, resp.Header, end)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/mtls"
 )
 
@@ -22,7 +23,7 @@ type certsFlags struct {
 	keks       kekFlags
 	pins       pinFlags
 	allowPlain bool
-	json       bool
+	format     cliutil.Format
 }
 
 func (f *certsFlags) register(fs *flag.FlagSet) {
@@ -31,14 +32,14 @@ func (f *certsFlags) register(fs *flag.FlagSet) {
 	f.keks.register(fs)
 	f.pins.register(fs)
 	fs.BoolVar(&f.allowPlain, "allow-plaintext-keys", false, "accept (and, for put without a KEK, write) private keys stored as plain PEM")
-	fs.BoolVar(&f.json, "json", false, "write JSON instead of a table")
+	cliutil.RegisterFormat(fs, &f.format)
 }
 
 // options returns the mtls options the flags name: prefix, pins, plain
 // keys, and the keyring kr if not nil.
 func (f *certsFlags) options(kr *mtls.Keyring) ([]mtls.Option, error) {
 	opts := []mtls.Option{mtls.WithPrefix(f.prefix), mtls.WithAllowPlaintextKeys(f.allowPlain),
-		mtls.WithEtcdTimeout(time.Duration(f.etcd.dialTimeout)), mtls.WithLogger(discard)}
+		mtls.WithEtcdTimeout(f.etcd.dialTimeout()), mtls.WithLogger(discard)}
 	if kr != nil {
 		opts = append(opts, mtls.WithKeyring(kr))
 	}
@@ -113,6 +114,7 @@ judged as pinned services judge it.`,
 		exec: func(ctx context.Context, args []string) (int, error) {
 			return c.execInspect(ctx, &c.list, "list", args)
 		},
+		format: &c.list.format,
 	}
 }
 
@@ -131,6 +133,7 @@ these KEKs and pins will reach.`,
 		exec: func(ctx context.Context, args []string) (int, error) {
 			return c.execInspect(ctx, &c.verify, "verify", args)
 		},
+		format: &c.verify.format,
 	}
 }
 
@@ -187,13 +190,13 @@ func (r *certsReport) exitCode() int {
 	}
 	switch {
 	case !caOK:
-		return exitFailure
+		return exitNone
 	case valid == len(r.Identities):
 		return exitOK
 	case valid > 0:
 		return exitSome
 	default:
-		return exitFailure
+		return exitNone
 	}
 }
 
@@ -219,17 +222,17 @@ func (c *certsCmd) execInspect(ctx context.Context, f *certsFlags, cmd string, a
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
-	cli, err := f.etcd.newClient()
+	cli, err := f.etcd.newClient(ctx, readAccess(f.prefix))
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
 	defer cli.Close()
 	a := c.app
-	ictx, cancel := context.WithTimeout(ctx, time.Duration(f.etcd.dialTimeout))
+	ictx, cancel := context.WithTimeout(ctx, f.etcd.dialTimeout())
 	rep, err := mtls.Inspect(ictx, cli, opts...)
 	cancel()
 	if err != nil {
-		return a.fail(exitFailure, "etcd: %v", stripPkg(err)), nil
+		return a.failEtcd(&f.etcd, err, readAccess(f.prefix), "read the store"), nil
 	}
 	out := reportOf(rep, time.Now())
 	if len(args) > 0 {
@@ -247,12 +250,12 @@ func (c *certsCmd) execInspect(ctx context.Context, f *certsFlags, cmd string, a
 		}
 	}
 	if len(args) == 0 && len(out.Identities) == 0 && len(out.CA) == 0 && out.CAError != "" {
-		return a.fail(exitFailure, "nothing stored under %s/", rep.Prefix), nil
+		return a.fail(exitNone, "nothing stored under %s/", rep.Prefix), nil
 	}
-	if f.json {
+	if f.format.IsJSON() {
 		err = writeJSON(a.stdout, out)
 	} else {
-		err = writeCertsTable(a.stdout, out)
+		err = writeCertsTable(a.stdout, out, f.format == cliutil.Wide)
 	}
 	if err != nil {
 		return a.fail(exitFailure, "write: %v", err), nil
@@ -341,10 +344,15 @@ func describeInfo(name string, c mtls.CertificateInfo, now time.Time) certRow {
 	}
 }
 
-// writeCertsTable writes list and verify's table.
-func writeCertsTable(w io.Writer, r *certsReport) error {
+// writeCertsTable writes list and verify's table; wide adds the serial,
+// the certificate's SHA-256 and its key's SPKI pin.
+func writeCertsTable(w io.Writer, r *certsReport, wide bool) error {
 	tw := newTable(w)
-	row(tw, "NAME", "SUBJECT", "SANS", "ISSUER", "NOT_AFTER", "DAYS", "KEY", "REV", "STATUS")
+	head := []string{"NAME", "SUBJECT", "SANS", "ISSUER", "NOT_AFTER", "DAYS", "KEY", "REV"}
+	if wide {
+		head = append(head, "SERIAL", "SHA256", "SPKI_SHA256")
+	}
+	row(tw, append(head, "STATUS")...)
 	for _, rr := range slices.Concat(r.CA, r.Identities) {
 		notAfter, days := "-", "-"
 		if rr.NotAfter != nil {
@@ -366,7 +374,11 @@ func writeCertsTable(w io.Writer, r *certsReport) error {
 		if rr.Revision != 0 {
 			rev = strconv.FormatInt(rr.Revision, 10)
 		}
-		row(tw, rr.Name, rr.Subject, strings.Join(rr.SANs, ","), rr.Issuer, notAfter, days, key, rev, status)
+		cells := []string{rr.Name, rr.Subject, strings.Join(rr.SANs, ","), rr.Issuer, notAfter, days, key, rev}
+		if wide {
+			cells = append(cells, rr.Serial, rr.SHA256, rr.SPKI)
+		}
+		row(tw, append(cells, status)...)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -376,7 +388,7 @@ func writeCertsTable(w io.Writer, r *certsReport) error {
 		foot = append(foot, r.CAError)
 	}
 	if len(r.Revoked) > 0 {
-		foot = append(foot, fmt.Sprintf("%d certificates revoked (%s)", len(r.Revoked), mtls.RevokedKey(r.Prefix)))
+		foot = append(foot, fmt.Sprintf("%s revoked (%s)", cliutil.Plural(len(r.Revoked), "certificate", "certificates"), mtls.RevokedKey(r.Prefix)))
 	}
 	if r.RevokedError != "" {
 		foot = append(foot, "the revocation list stored is refused: "+r.RevokedError)
@@ -395,4 +407,16 @@ func refusal(err error) string {
 		return fmt.Sprintf("refused (%s): %v", verr.Reason, stripPkg(verr.Err))
 	}
 	return stripPkg(err).Error()
+}
+
+// failEtcd reports an error of etcd after the start-up check: the cause
+// named (exitEtcd) when cliutil recognises it, else what was being done
+// (exitNone).
+func (a *app) failEtcd(e *etcdFlags, err error, acc cliutil.Access, doing string) int {
+	err = e.diagnose(stripPkg(err), acc, e.dialTimeout())
+	var ee *cliutil.EtcdError
+	if errors.As(err, &ee) {
+		return a.failErr(exitEtcd, err)
+	}
+	return a.failErr(exitNone, fmt.Errorf("%s: %w", doing, err))
 }

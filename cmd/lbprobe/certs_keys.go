@@ -5,8 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-	"time"
 
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/mtls"
 )
 
@@ -21,7 +21,7 @@ type kekFlags struct {
 }
 
 func (k *kekFlags) register(fs *flag.FlagSet) {
-	fs.Var(&k.keks, "kek", "a key-encryption key, `ID=file:PATH` or ID=env:VAR (ID=PATH for a file); repeat or comma-separate for several: the first seals, every one opens")
+	fs.Var(&k.keks, "kek", "a key-encryption key, ID=file:PATH or ID=env:VAR (ID=PATH for a file); repeat or comma-separate for several: the first seals, every one opens")
 	fs.StringVar(&k.file, "kek-file", "", "file holding one key-encryption key (32 bytes raw, hex or base64), with --kek-id; comes before those of --kek")
 	fs.StringVar(&k.env, "kek-env", "", "name of the environment variable holding one key-encryption key (instead of --kek-file)")
 	fs.StringVar(&k.id, "kek-id", "", "ID of the key-encryption key of --kek-file or --kek-env, as written in the envelopes it seals")
@@ -123,9 +123,10 @@ KEK first and the old ones after:
 
 It prints how many keys it resealed and lists the keys still sealed with
 another KEK (those it could not open). Exit 0 when every key is sealed with
-the primary, 2 otherwise.`,
-		flags: c.reseal.register,
-		exec:  c.execReseal,
+the primary, 1 when some are left.`,
+		flags:  c.reseal.register,
+		exec:   c.execReseal,
+		format: &c.reseal.format,
 	}
 }
 
@@ -154,14 +155,14 @@ func (c *certsCmd) execReseal(ctx context.Context, args []string) (int, error) {
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
-	cli, err := f.etcd.newClient()
+	cli, err := f.etcd.newClient(ctx, writeAccess(f.prefix))
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
 	defer cli.Close()
 	a := c.app
 	res := resealResult{Prefix: strings.TrimSuffix(f.prefix, "/"), Primary: kr.Primary(), Remaining: []string{}}
-	wctx, cancel := context.WithTimeout(ctx, 4*time.Duration(f.etcd.dialTimeout))
+	wctx, cancel := context.WithTimeout(ctx, 4*f.etcd.dialTimeout())
 	defer cancel()
 	n, rerr := mtls.Reseal(wctx, cli, kr, opts...)
 	res.Resealed = n
@@ -172,7 +173,7 @@ func (c *certsCmd) execReseal(ctx context.Context, args []string) (int, error) {
 	}
 	rep, err := mtls.Inspect(wctx, cli, opts...)
 	if err != nil {
-		return a.fail(exitFailure, "etcd: %v", stripPkg(err)), nil
+		return a.failEtcd(&f.etcd, err, readAccess(f.prefix), "read the store"), nil
 	}
 	for _, id := range rep.Identities {
 		if id.Key == "plain" || (id.Key == "sealed" && id.SealedWith != kr.Primary()) {
@@ -181,15 +182,15 @@ func (c *certsCmd) execReseal(ctx context.Context, args []string) (int, error) {
 	}
 	code := exitOK
 	if len(res.Remaining) > 0 || len(res.Errors) > 0 {
-		code = exitFailure
+		code = exitSome
 	}
-	if f.json {
+	if f.format.IsJSON() {
 		if err := writeJSON(a.stdout, res); err != nil {
 			return a.fail(exitFailure, "write: %v", err), nil
 		}
 		return code, nil
 	}
-	fmt.Fprintf(a.stdout, "resealed %d private keys under %s/ with %s\n", res.Resealed, res.Prefix, res.Primary)
+	fmt.Fprintf(a.stdout, "resealed %s under %s/ with %s\n", cliutil.Plural(res.Resealed, "private key", "private keys"), res.Prefix, res.Primary)
 	if len(res.Remaining) > 0 {
 		fmt.Fprintf(a.stdout, "still not sealed with %s: %s\n", res.Primary, strings.Join(res.Remaining, ", "))
 	}

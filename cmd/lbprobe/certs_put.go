@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/mtls"
 )
 
@@ -34,7 +35,8 @@ written as plain PEM only with --allow-plaintext-keys.`,
 			fs.StringVar(&c.putCASigningKey, "ca-signing-key", "", "PEM private key (Ed25519, ECDSA or RSA) that signs the --ca bundle, for services pinned with mtls.WithBundleSigners")
 			fs.StringVar(&c.putCASignature, "ca-signature", "", "signature of the --ca bundle made offline by 'lbprobe certs sign'")
 		},
-		exec: c.execPut,
+		exec:   c.execPut,
+		format: &c.put.format,
 	}
 }
 
@@ -130,33 +132,33 @@ func (c *certsCmd) execPut(ctx context.Context, args []string) (int, error) {
 		}
 		defer clear(keyPEM)
 	}
-	cli, err := f.etcd.newClient()
+	cli, err := f.etcd.newClient(ctx, writeAccess(f.prefix))
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
 	defer cli.Close()
 	a := c.app
 	res := putResult{Prefix: strings.TrimSuffix(f.prefix, "/"), CASigned: c.putCASigningKey != "" || c.putCASignature != ""}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Duration(f.etcd.dialTimeout))
+	wctx, cancel := context.WithTimeout(ctx, 2*f.etcd.dialTimeout())
 	defer cancel()
 	if caPEM != nil {
 		rev, err := mtls.PublishCA(wctx, cli, caPEM, opts...)
 		if err != nil {
-			return a.fail(exitFailure, "put CA bundle: %v", refusal(err)), nil
+			return a.failWrite(&f.etcd, err, f.prefix, "put CA bundle"), nil
 		}
 		res.CARevision = rev
 	}
 	if name != "" {
 		rev, err := mtls.Publish(wctx, cli, kr, name, certPEM, keyPEM, opts...)
 		if err != nil {
-			return a.fail(exitFailure, "put %s: %v", name, refusal(err)), nil
+			return a.failWrite(&f.etcd, err, f.prefix, "put "+name), nil
 		}
 		res.Name, res.Revision = name, rev
 		if kr != nil {
 			res.KEKID = kr.Primary()
 		}
 	}
-	if f.json {
+	if f.format.IsJSON() {
 		if err := writeJSON(a.stdout, res); err != nil {
 			return a.fail(exitFailure, "write: %v", err), nil
 		}
@@ -229,7 +231,7 @@ func (c *certsCmd) execSign(_ context.Context, args []string) (int, error) {
 	}
 	sig, err := mtls.SignBundle(signer, bundle, mtls.WithPrefix(f.prefix))
 	if err != nil {
-		return c.app.fail(exitFailure, "%v", stripPkg(err)), nil
+		return c.app.fail(exitNone, "%v", stripPkg(err)), nil
 	}
 	if _, err := c.app.stdout.Write(sig); err != nil {
 		return c.app.fail(exitFailure, "write: %v", err), nil
@@ -256,19 +258,21 @@ does not revoke it. Undo with 'lbprobe certs unrevoke SERIAL|PIN'.`,
 			fs.StringVar(&c.revokeSPKI, "spki", "", "SPKI SHA-256 pin whose every certificate is revoked")
 			fs.StringVar(&c.revokeReason, "reason", "", "why (required): key compromise, laptop stolen, …")
 		},
-		noEnv: []string{"serial", "spki", "reason"},
-		exec:  c.execRevoke,
+		noEnv:  []string{"serial", "spki", "reason"},
+		exec:   c.execRevoke,
+		format: &c.revoke.format,
 	}
 }
 
 func (c *certsCmd) unrevokeSpec() subcommand {
 	return subcommand{
-		name:  "unrevoke",
-		args:  "SERIAL|PIN",
-		short: "remove a serial number or SPKI pin from the revocation list",
-		long:  `Removes the entries naming SERIAL or PIN from <--certs-prefix>/revoked (mtls.Unrevoke).`,
-		flags: c.revoke.register,
-		exec:  c.execUnrevoke,
+		name:   "unrevoke",
+		args:   "SERIAL|PIN",
+		short:  "remove a serial number or SPKI pin from the revocation list",
+		long:   `Removes the entries naming SERIAL or PIN from <--certs-prefix>/revoked (mtls.Unrevoke).`,
+		flags:  c.revoke.register,
+		exec:   c.execUnrevoke,
+		format: &c.revoke.format,
 	}
 }
 
@@ -306,20 +310,20 @@ func (c *certsCmd) execRevoke(ctx context.Context, args []string) (int, error) {
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
-	cli, err := f.etcd.newClient()
+	cli, err := f.etcd.newClient(ctx, writeAccess(f.prefix))
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
 	defer cli.Close()
 	a := c.app
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Duration(f.etcd.dialTimeout))
+	wctx, cancel := context.WithTimeout(ctx, 2*f.etcd.dialTimeout())
 	defer cancel()
 	entry := mtls.Revocation{Serial: c.revokeSerial, SPKISHA256: c.revokeSPKI, Reason: c.revokeReason}
 	what := ""
 	if len(args) == 1 {
 		rep, err := mtls.Inspect(wctx, cli, opts...)
 		if err != nil {
-			return a.fail(exitFailure, "etcd: %v", stripPkg(err)), nil
+			return a.failEtcd(&f.etcd, err, readAccess(f.prefix), "read the store"), nil
 		}
 		for _, id := range rep.Identities {
 			if id.Name == args[0] && id.Stored != nil {
@@ -327,7 +331,7 @@ func (c *certsCmd) execRevoke(ctx context.Context, args []string) (int, error) {
 			}
 		}
 		if entry.Serial == "" {
-			return a.fail(exitFailure, "revoke %s: no certificate that parses at %s", args[0], mtls.CertKey(rep.Prefix, args[0])), nil
+			return a.fail(exitNone, "revoke %s: no certificate that parses at %s", args[0], mtls.CertKey(rep.Prefix, args[0])), nil
 		}
 	}
 	rev, err := mtls.Revoke(wctx, cli, []mtls.Revocation{entry}, opts...)
@@ -335,11 +339,11 @@ func (c *certsCmd) execRevoke(ctx context.Context, args []string) (int, error) {
 		if strings.Contains(err.Error(), "entry 0:") {
 			return 0, usagef("%v", stripPkg(err))
 		}
-		return a.fail(exitFailure, "%v", stripPkg(err)), nil
+		return a.failWrite(&f.etcd, err, f.prefix, "revoke"), nil
 	}
 	res := revokeResult{Prefix: strings.TrimSuffix(f.prefix, "/"), Revision: rev}
 	res.Entry = &entry
-	if f.json {
+	if f.format.IsJSON() {
 		if err := writeJSON(a.stdout, res); err != nil {
 			return a.fail(exitFailure, "write: %v", err), nil
 		}
@@ -362,20 +366,20 @@ func (c *certsCmd) execUnrevoke(ctx context.Context, args []string) (int, error)
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
-	cli, err := f.etcd.newClient()
+	cli, err := f.etcd.newClient(ctx, writeAccess(f.prefix))
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
 	defer cli.Close()
 	a := c.app
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Duration(f.etcd.dialTimeout))
+	wctx, cancel := context.WithTimeout(ctx, 2*f.etcd.dialTimeout())
 	defer cancel()
 	rev, err := mtls.Unrevoke(wctx, cli, args[0], opts...)
 	if err != nil {
-		return a.fail(exitFailure, "%v", stripPkg(err)), nil
+		return a.failWrite(&f.etcd, err, f.prefix, "unrevoke"), nil
 	}
 	res := revokeResult{Prefix: strings.TrimSuffix(f.prefix, "/"), Removed: args[0], Revision: rev}
-	if f.json {
+	if f.format.IsJSON() {
 		if err := writeJSON(a.stdout, res); err != nil {
 			return a.fail(exitFailure, "write: %v", err), nil
 		}
@@ -383,4 +387,15 @@ func (c *certsCmd) execUnrevoke(ctx context.Context, args []string) (int, error)
 	}
 	fmt.Fprintf(a.stdout, "removed %s from %s at revision %d\n", args[0], mtls.RevokedKey(res.Prefix), rev)
 	return exitOK, nil
+}
+
+// failWrite reports a refused write: etcd's failure (exitEtcd, the cause
+// named) or a refusal by validation (exitNone, its reason named).
+func (a *app) failWrite(e *etcdFlags, err error, prefix, doing string) int {
+	derr := e.diagnose(stripPkg(err), writeAccess(prefix), e.dialTimeout())
+	var ee *cliutil.EtcdError
+	if errors.As(derr, &ee) {
+		return a.failErr(exitEtcd, derr)
+	}
+	return a.fail(exitNone, "%s: %s", doing, refusal(err))
 }

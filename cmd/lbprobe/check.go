@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/probe"
 	"github.com/smartroute/smartroute/resolver"
 )
@@ -176,5 +177,5 @@ func (s checkSpec) describe(count int) string {
 	if c, ok := s.checker.(probe.HTTP); ok {
 		what = fmt.Sprintf("%s GET %s", s.kind, c.Path)
 	}
-	return fmt.Sprintf("%s, %d checks each, timeout %v", what, count, s.timeout)
+	return fmt.Sprintf("%s, %s each, timeout %v", what, cliutil.Plural(count, "check", "checks"), s.timeout)
 }

@@ -6,11 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/smartroute/smartroute/internal/cliutil"
 )
 
 // subcommand describes one leaf command: its flags and what it does.
@@ -26,19 +27,31 @@ type subcommand struct {
 	// exec runs the command with the positional arguments. It returns
 	// the exit code, or a usageError for arguments it rejects.
 	exec func(ctx context.Context, args []string) (int, error)
+	// format is the command's -o, when it has one.
+	format *cliutil.Format
 }
+
+// alwaysNoEnv are flags the environment never sets: the aliases of
+// --output (LBPROBE_OUTPUT sets it) and --config in the file.
+var alwaysNoEnv = []string{"o", "json"}
 
 // certsCommands lists the certs subcommands for usage messages.
 const certsCommands = "list, verify, put, reseal, sign, revoke or unrevoke"
 
 // commandTree builds the ffcli command tree.
 func (a *app) commandTree() *ffcli.Command {
+	rootFS := newFlagSet("lbprobe")
+	rootFS.BoolVar(&a.showVersion, "version", false, "print the version and exit")
 	root := &ffcli.Command{
 		Name:       "lbprobe",
 		ShortUsage: "lbprobe COMMAND [flags] ARGS",
 		ShortHelp:  "diagnose the endpoints of a smartroute service",
-		FlagSet:    newFlagSet("lbprobe"),
+		FlagSet:    rootFS,
 		Exec: func(_ context.Context, args []string) error {
+			if a.showVersion && len(args) == 0 {
+				fmt.Fprintf(a.stdout, "lbprobe %s\n", cliutil.Version(version))
+				return nil
+			}
 			if len(args) == 0 {
 				return usagef("missing command")
 			}
@@ -109,6 +122,8 @@ func newFlagSet(name string) *flag.FlagSet {
 func (a *app) build(parent string, s subcommand) *ffcli.Command {
 	fs := newFlagSet(s.name)
 	s.flags(fs)
+	configFile := ""
+	fs.StringVar(&configFile, "config", "", "config file: one flag name and value per line, # comments; lines for flags of other commands are skipped")
 	usage := parent + " " + s.name + " [flags]"
 	if s.args != "" {
 		usage += " " + s.args
@@ -130,8 +145,20 @@ func (a *app) build(parent string, s subcommand) *ffcli.Command {
 		if err != nil {
 			return usageError{cleanFlagError(err)}
 		}
-		if err := applyEnv(fs, s.noEnv, os.LookupEnv); err != nil {
-			return usageError{err}
+		skip := slices.Concat(s.noEnv, alwaysNoEnv)
+		for _, w := range cliutil.LegacyEnvWarnings(fs, envPrefix, a.env, skip) {
+			fmt.Fprintf(a.stderr, "lbprobe: warning: %s\n", w)
+		}
+		if err := cliutil.ApplyEnv(fs, envPrefix, a.env, skip); err != nil {
+			return usageError{errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))}
+		}
+		if configFile != "" {
+			if err := cliutil.ApplyConfigFile(fs, configFile, a.knownFlag, append([]string{"config"}, skip...)); err != nil {
+				return usageError{err}
+			}
+		}
+		if s.format != nil {
+			a.format = *s.format
 		}
 		code, err := s.exec(ctx, args)
 		if err != nil {
@@ -174,33 +201,19 @@ func stoppedAtDashes(parsed, left []string) bool {
 	return used > 0 && used <= len(parsed) && parsed[used-1] == "--"
 }
 
-// envName returns the environment variable of a flag: SMARTROUTE_ETCD_ENDPOINTS
+// envName returns the environment variable of a flag: LBPROBE_ETCD_ENDPOINTS
 // for --etcd-endpoints.
-func envName(flagName string) string {
-	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func envName(flagName string) string { return cliutil.EnvName(envPrefix, flagName) }
 
-// applyEnv sets every flag that the command line left unset, and that is
-// not in noEnv, from its environment variable, if that is set and not
-// empty. The command line wins over the environment.
-func applyEnv(fs *flag.FlagSet, noEnv []string, lookup func(string) (string, bool)) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || set[f.Name] || slices.Contains(noEnv, f.Name) {
-			return
+// knownFlag reports whether any lbprobe command has the flag name, so that
+// one config file can serve every command.
+func (a *app) knownFlag(name string) bool {
+	for cmd := range a.paths {
+		if cmd.FlagSet != nil && cmd.FlagSet.Lookup(name) != nil {
+			return true
 		}
-		key := envName(f.Name)
-		v, ok := lookup(key)
-		if !ok || v == "" {
-			return
-		}
-		if serr := fs.Set(f.Name, v); serr != nil {
-			err = fmt.Errorf("invalid value %q for %s (--%s): %v", v, key, f.Name, serr)
-		}
-	})
-	return err
+	}
+	return false
 }
 
 // usageText is the -h output of cmd.
@@ -225,18 +238,10 @@ func (a *app) usageText(cmd *ffcli.Command) string {
 		fmt.Fprintf(&b, "Run '%s COMMAND -h' for the flags of a command.\n", a.paths[cmd])
 		return b.String()
 	}
-	noEnv := a.noEnv[cmd]
-	b.WriteString("Flags (a flag not given is read from the environment variable shown):\n")
+	noEnv := slices.Concat(a.noEnv[cmd], alwaysNoEnv)
+	b.WriteString("Flags (a flag not given is read from the environment variable shown, then from --config):\n")
 	cmd.FlagSet.VisitAll(func(f *flag.Flag) {
-		name, usage := flag.UnquoteUsage(f)
-		switch f.Value.(type) {
-		case *durationValue:
-			name = "duration"
-		case *intValue:
-			name = "int"
-		case *listValue:
-			name = "list"
-		}
+		name, usage := valueName(f), f.Usage
 		dash := "--"
 		if len(f.Name) == 1 {
 			dash = "-"
@@ -254,8 +259,35 @@ func (a *app) usageText(cmd *ffcli.Command) string {
 		}
 		b.WriteString("\n")
 	})
-	b.WriteString("\n" + exitCodesHelp)
+	b.WriteString("\n" + cliutil.ExitCodesHelp)
 	return b.String()
+}
+
+// valueName names the value a flag takes, for the help: "" for booleans.
+func valueName(f *flag.Flag) string {
+	switch v := f.Value.(type) {
+	case *durationValue:
+		return "duration"
+	case *intValue:
+		return "int"
+	case *listValue:
+		return "list"
+	case *cliutil.Format:
+		return "format"
+	case interface{ IsBoolFlag() bool }:
+		if v.IsBoolFlag() {
+			return ""
+		}
+	}
+	switch {
+	case f.Name == "kek":
+		return "ID=file:PATH"
+	case f.Name == "config" || strings.HasSuffix(f.Name, "-file") || strings.HasSuffix(f.Name, "cacert") ||
+		strings.HasSuffix(f.Name, "-cert") || strings.HasSuffix(f.Name, "-key") ||
+		slices.Contains([]string{"cert", "key", "ca", "ca-signature", "trust-anchors", "ca-signers"}, f.Name):
+		return "file"
+	}
+	return "string"
 }
 
 const rootHelp = `Targets:
@@ -265,13 +297,8 @@ const rootHelp = `Targets:
   dns+srv:///_api._tcp.example.com       SRV records and their targets
   static:///10.0.0.1:443,10.0.0.2:443    a fixed list
 
-` + exitCodesHelp + `
-`
+Flags:
+  --version  print the version and exit
 
-const exitCodesHelp = `Exit codes:
-  0   every endpoint healthy / every identity valid / done
-  1   some endpoints unhealthy / some identities invalid
-  2   no endpoint healthy, the target could not be resolved (etcd unreachable,
-      no such name, no instances), no identity valid, or a write refused
-  64  usage error: a bad flag, argument, environment variable or target
+` + cliutil.ExitCodesHelp + `
 `

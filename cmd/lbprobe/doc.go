@@ -16,6 +16,7 @@
 //	lbprobe certs revoke   [flags] NAME | --serial SERIAL | --spki PIN  --reason TEXT
 //	lbprobe certs unrevoke [flags] SERIAL|PIN
 //	lbprobe etcd roles     [flags] [--dry-run]
+//	lbprobe --version
 //
 // Flags may come before or after the arguments ("lbprobe pick etcd:///api
 // -n 1000"); "--" ends the flags. Every flag has a long form with two
@@ -32,9 +33,30 @@
 //
 // DNS names are fully qualified (no search domains); without an authority
 // the name servers of /etc/resolv.conf are asked. A target that does not
-// parse, or an unknown scheme, is a usage error (exit 64); a target that
+// parse, or an unknown scheme, is a usage error (exit 2); a target that
 // parses but resolves to nothing (no such name, no instance registered,
-// etcd unreachable) is a runtime failure (exit 2).
+// etcd unreachable) is a resolution failure (exit 3).
+//
+// # etcd at start-up
+//
+// Every command that reads etcd first checks, within --etcd-dial-timeout,
+// that it can: reachable, TLS as configured, credentials accepted, the
+// prefix readable (writable for certs put, reseal, revoke, unrevoke). A
+// failure exits 3 at once with its cause and fix on one line: "etcd
+// unreachable: no answer from http://10.0.0.5:2379 within 5s (connection
+// refused)", "etcd's certificate at ... is signed by an unknown authority
+// (issuer ...)", "etcd at ... requires a client certificate and none was
+// given", "etcd at ... refused the client certificate", "etcd at ... expects
+// TLS and the client spoke plain HTTP", "etcd at ... speaks plain HTTP, not
+// TLS", "etcd refused user "root": authentication failed, wrong user name
+// or password", "etcd has authentication on and the request named no
+// user", "etcd user "ci" (roles: smartroute-reader) may not read /certs/*:
+// permission denied; grant the user a role with read on /certs/...". With
+// -o json the same error is the JSON document on stdout, with its cause
+// (unreachable, no_answer, tls_unknown_authority, tls_server_certificate,
+// tls_client_certificate, tls_expected, tls_unsupported, auth_failed,
+// auth_required, permission_denied). watch reports the failure as an
+// "error" event and keeps trying.
 //
 // # lbprobe endpoints TARGET
 //
@@ -54,6 +76,7 @@
 //	ZONE       the endpoint's zone
 //	WEIGHT     its weight (1 when unset)
 //	STATE      up, or draining (it gets no new requests)
+//	LABELS     its labels, k=v comma-separated (canary=true)
 //	HEALTH     healthy or unhealthy
 //	RTT_MIN    smallest RTT of the successful checks (0.32ms, 51.7ms, 1.21s)
 //	RTT_AVG    their mean
@@ -73,6 +96,10 @@
 //	TTL        the record's TTL
 //	for dns+srv targets: RECORD (SRV), NAME, TTL and
 //	PRIO       the SRV priority
+//	with -o wide:
+//	ID, VERSION  the instance's ID and version (etcd)
+//	CHECKS, FAILED  the checks made and failed
+//	TLS_SUBJECT  the leaf's subject
 //	and last:
 //	NOTE       why the endpoint cannot be picked (draining, unhealthy: <error>,
 //	           ejected, labels...), the failures of an endpoint still healthy,
@@ -91,9 +118,13 @@
 // would make them, and prints how they spread:
 //
 //	ADDR     host:port
+//	ZONE     its zone
+//	WEIGHT   its weight
 //	STATE    up or draining
+//	LABELS   its labels
 //	HEALTH   healthy or unhealthy
 //	RTT_AVG  mean RTT of the successful checks
+//	(-o wide: RTT_MIN, RTT_P99, LOSS)
 //	PICKS    how many of the N picks chose it
 //	SHARE    PICKS / N, as a percentage with one decimal
 //	NOTE     why it cannot be picked
@@ -123,7 +154,9 @@
 // successes or --fall failures in a row, as a client's prober decides;
 // unknown, healthy, unhealthy), "error" (resolving failed; the last good
 // set stays; printed once per distinct error) and "recovered". DNS
-// endpoints show record=, name= and ttl= instead of key=, rev= and lease=.
+// endpoints show record=, name= and ttl= instead of key=, rev= and lease=;
+// labels= follows zone=, and -o wide adds id= and version=. Interrupted
+// before the target ever resolved (etcd never answered), watch exits 3.
 // --interval is the time between two checks of an endpoint (1s by default
 // for watch).
 //
@@ -145,6 +178,7 @@
 //	           when no KEK was given to open it and match it against the
 //	           certificate
 //	REV        the etcd revision of the identity (its newest key)
+//	(-o wide: SERIAL, SHA256, SPKI_SHA256)
 //	STATUS     ok, or the reason a Store refuses it (the mtls.Reason values),
 //	           then ": " and why: expired, not_yet_valid, untrusted (does not
 //	           chain to the CA bundle), revoked, key_mismatch, incomplete (a
@@ -185,7 +219,8 @@
 // Seals every private key that is not sealed with the primary KEK (the
 // first given) again with it (mtls.Reseal): step 4 of a KEK rotation. Give
 // the new KEK first and the old ones after. It prints how many keys it
-// resealed and the keys left on another KEK; exit 0 when none is left.
+// resealed and the keys left on another KEK; exit 0 when none is left, 1
+// otherwise.
 //
 // # lbprobe certs sign
 //
@@ -220,13 +255,14 @@
 //
 // etcd (every command that reads etcd; named as regagent's):
 //
-//	--etcd-endpoints list      comma-separated host:port or http(s):// URLs (127.0.0.1:2379)
+//	--etcd-endpoints list      comma-separated host:port or http(s):// URLs, without credentials (127.0.0.1:2379)
 //	--etcd-cacert file         CAs of etcd's server certificate; turns on TLS
 //	--etcd-cert file           client certificate (with --etcd-key)
 //	--etcd-key file            its private key
-//	--etcd-user name           user name, or user:password
-//	--etcd-password string     password (prefer SMARTROUTE_ETCD_PASSWORD)
-//	--etcd-dial-timeout dur    how long to wait for etcd's answers (5s)
+//	--etcd-user name           user name (user:password is accepted, with a warning)
+//	--etcd-password string     password (prefer --etcd-password-file or LBPROBE_ETCD_PASSWORD: flags show in ps)
+//	--etcd-password-file file  file holding the password (one trailing newline ignored)
+//	--etcd-dial-timeout dur    bound of the start-up check and of each etcd request (5s)
 //
 // Resolving (endpoints, pick, watch):
 //
@@ -269,15 +305,28 @@
 //	--ca-signing-key file      put only: sign the bundle here instead
 //	--serial, --spki, --reason revoke only
 //
-// Output: --json on every command writes JSON instead of the table (watch:
-// one object per line).
+// Output and configuration (every command):
+//
+//	-o, --output format        table (default), wide (more columns) or json; errors are JSON too
+//	--json                     as -o json
+//	--config file              config file: one "flag value" per line, # comments
+//	--version                  (before the command) print the version and exit
+//
+// With -o json, a failure writes {"error": "...", "cause": "...",
+// "exit_code": N} on stdout (cause only for etcd's failures) besides the
+// line on stderr, so that a program reading stdout sees it.
 //
 // Every flag not given on the command line is read from the environment
-// variable SMARTROUTE_<FLAG> (upper case, "-" as "_"), as regagent's:
-// SMARTROUTE_ETCD_ENDPOINTS, SMARTROUTE_ETCD_PASSWORD, SMARTROUTE_CHECK...
-// except -n, --cert, --key, --ca, --ca-signature, --ca-signing-key,
-// --serial, --spki and --reason, which say what one invocation does.
-// The command line wins over the environment.
+// variable LBPROBE_<FLAG> (upper case, "-" as "_"): LBPROBE_ETCD_ENDPOINTS,
+// LBPROBE_ETCD_PASSWORD, LBPROBE_CHECK, LBPROBE_OUTPUT... except -n, -o,
+// --json, --cert, --key, --ca, --ca-signature, --ca-signing-key, --serial,
+// --spki and --reason, which say what one invocation does; then from the
+// --config file (or LBPROBE_CONFIG), whose lines for flags of other commands
+// are skipped, so that one file serves every command. The command line wins
+// over the environment, the environment over the file. The SMARTROUTE_
+// variables lbprobe read before 0.2, shared with regagent, are no longer
+// read; lbprobe warns when one is set and names its LBPROBE_ successor.
+// A URL in --etcd-endpoints with credentials is refused.
 //
 // # JSON
 //
@@ -292,7 +341,8 @@
 //	pick_error   why no endpoint could be picked (omitted otherwise)
 //	healthy      the number of healthy endpoints
 //	endpoints    one object per endpoint, sorted by address:
-//	  addr, zone, weight, state ("up"|"draining"), healthy (bool),
+//	  addr, zone, weight, labels ({} when none), state ("up"|"draining"),
+//	  healthy (bool),
 //	  checks, failures, loss (0..1),
 //	  rtt_min_ms, rtt_avg_ms, rtt_p99_ms (null when no check succeeded),
 //	  error (the last failed check's error, omitted if none),
@@ -306,9 +356,10 @@
 //	    DNS: name, record ("A"|"AAAA"|"SRV"), ttl_s, priority (SRV).
 //
 // pick writes {target, check, count, policy, n, failed, error, healthy,
-// picks: [{addr, state, healthy, rtt_avg_ms, picks, share (0..1),
-// eligible, why}]}. watch writes one object per line: {time, event, addr,
-// state, zone, weight, health, previous, rtt_ms, changes, error, source}
+// picks: [{addr, zone, weight, labels, state, healthy, rtt_avg_ms,
+// rtt_min_ms, rtt_p99_ms, loss, picks, share (0..1), eligible, why}]}.
+// watch writes one object per line: {time, event, addr, state, zone,
+// weight, labels, health, previous, rtt_ms, changes, error, source}
 // (fields without a value omitted). certs list and verify write {prefix,
 // pinned, ca: [rows], ca_error, identities: [rows], revoked: [{serial,
 // spki_sha256, reason, revoked_at}], revoked_error} where a row is {name,
@@ -322,18 +373,21 @@
 //
 // # Exit codes
 //
-//	0   every endpoint healthy; every identity valid; watch interrupted;
-//	    certs put written
-//	1   some endpoints unhealthy (at least one healthy); some identities
-//	    invalid (at least one valid)
-//	2   no endpoint healthy (and for pick, no pick possible), the target could
-//	    not be resolved (etcd unreachable or refusing the credentials, no such
-//	    name, no instance), no identity valid or no valid CA bundle, nothing
-//	    stored, a write refused; one line on stderr says why
-//	64  usage error: an unknown command or flag, a bad flag value or
-//	    environment variable, a missing or extra argument, a target that does
-//	    not parse or has an unknown scheme; stderr has the error on one line,
-//	    then the usage line
+// One table for lbprobe and regagent:
+//
+//	0  success: every endpoint healthy, every identity valid, done
+//	1  some endpoints unhealthy or some identities invalid (lbprobe)
+//	2  usage error: a bad flag, argument, environment variable or config file
+//	3  etcd failure (unreachable, TLS, authentication, permission) or the
+//	   target could not be resolved; also after SIGTERM if etcd never answered
+//	4  none healthy: no endpoint healthy, no pick, no identity valid, or a
+//	   write refused
+//	5  other failure: interrupted, --listen taken, output not written, a
+//	   second signal
+//
+// Failures print one line on stderr; a usage error is followed by the usage
+// line. certs reseal exits 1 when keys are left on another KEK; certs put
+// exits 4 when mtls refuses what it would write.
 //
 // Tables are aligned with spaces and never coloured, so they read the same
 // in a terminal, a pipe and a file.

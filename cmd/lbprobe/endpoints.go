@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/smartroute/smartroute/client"
+	"github.com/smartroute/smartroute/internal/cliutil"
 )
 
 // probeFlags are the flags of the commands that resolve, probe and pick
@@ -16,7 +17,7 @@ type probeFlags struct {
 	check  checkFlags
 	count  intValue
 	policy string
-	json   bool
+	format cliutil.Format
 }
 
 func (p *probeFlags) register(fs *flag.FlagSet) {
@@ -25,7 +26,7 @@ func (p *probeFlags) register(fs *flag.FlagSet) {
 	p.count = defaultCount
 	fs.Var(&p.count, "count", "checks per endpoint")
 	fs.StringVar(&p.policy, "policy", string(client.DefaultPolicy), "picking policy: "+policyNames())
-	fs.BoolVar(&p.json, "json", false, "write JSON instead of a table")
+	cliutil.RegisterFormat(fs, &p.format)
 }
 
 // policyNames lists the policies for the usage text.
@@ -50,7 +51,7 @@ type probeConfig struct {
 
 // validate checks the flags and the one TARGET argument, and opens the
 // target. Its errors are usage errors.
-func (p *probeFlags) validate(args []string) (*probeConfig, error) {
+func (p *probeFlags) validate(ctx context.Context, args []string) (*probeConfig, error) {
 	if len(args) == 0 {
 		return nil, usagef("missing TARGET (e.g. etcd:///api, dns:///api.example.com:443)")
 	}
@@ -64,7 +65,7 @@ func (p *probeFlags) validate(args []string) (*probeConfig, error) {
 	if err != nil {
 		return nil, usagef("--policy: %v", stripPkg(err))
 	}
-	sess, err := p.target.open(args[0])
+	sess, err := p.target.open(ctx, args[0], false)
 	if err != nil {
 		return nil, err
 	}
@@ -94,17 +95,20 @@ of the checks succeeded), RTT minimum, mean and 99th percentile of the
 successful checks, loss (the share of failed checks), TLS (verified and
 days to expiry, or why not), whether the --policy would pick it, where it
 came from (etcd: key, revision, lease TTL left; DNS: record type, name,
-TTL) and a note saying why it cannot be picked or what failed.
+TTL), its labels and a note saying why it cannot be picked or what failed.
+-o wide adds the instance ID and version, the checks made and failed, and
+the TLS subject.
 
 The pick is asked of a smartroute client (package client) whose table
 holds the figures measured here; no request is sent.`,
-		flags: c.flags.register,
-		exec:  c.exec,
+		flags:  c.flags.register,
+		exec:   c.exec,
+		format: &c.flags.format,
 	}
 }
 
 func (c *endpointsCmd) exec(ctx context.Context, args []string) (int, error) {
-	cfg, err := c.flags.validate(args)
+	cfg, err := c.flags.validate(ctx, args)
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
@@ -112,22 +116,29 @@ func (c *endpointsCmd) exec(ctx context.Context, args []string) (int, error) {
 	a := c.app
 	rep, picker, err := probeTarget(ctx, cfg.session, time.Duration(c.flags.target.resolveTimeout), cfg.check, cfg.count, cfg.policy)
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return a.fail(exitFailure, "interrupted"), nil
-		}
-		return a.fail(exitFailure, "%v", err), nil
+		return resolveFailure(a, err), nil
 	}
 	if picker != nil {
 		rep.applyPick(picker.Pick(nil))
 		picker.Close()
 	}
-	if c.flags.json {
+	if c.flags.format.IsJSON() {
 		err = writeJSON(a.stdout, rep)
 	} else {
-		err = writeEndpointsTable(a.stdout, rep)
+		err = writeEndpointsTable(a.stdout, rep, c.flags.format == cliutil.Wide)
 	}
 	if err != nil {
 		return a.fail(exitFailure, "write: %v", err), nil
 	}
 	return rep.exitCode(), nil
+}
+
+// resolveFailure reports a target that could not be resolved and probed:
+// interrupted (exitFailure), or not resolved (exitEtcd, with etcd's cause
+// named when it is etcd's).
+func resolveFailure(a *app, err error) int {
+	if errors.Is(err, context.Canceled) {
+		return a.fail(exitFailure, "interrupted")
+	}
+	return a.failErr(exitEtcd, err)
 }

@@ -64,7 +64,7 @@ func TestEndpointsEtcdShowsHealthRTTPickAndRegistryDetails(t *testing.T) {
 	if rep.Pick != fast.Addr() {
 		t.Errorf("pick = %s, want the fast backend %s (%s)", rep.Pick, fast.Addr(), rep.PickReason)
 	}
-	if !strings.Contains(rep.PickReason, "lowest cost") {
+	if !strings.Contains(rep.PickReason, "latency") {
 		t.Errorf("pick reason %q does not say why", rep.PickReason)
 	}
 	byAddr := map[string]endpointReport{}
@@ -155,7 +155,7 @@ func TestEndpointsStaticExitCodes(t *testing.T) {
 	}{
 		{"all healthy", []string{fast.Addr(), slow.Addr()}, exitOK, 2},
 		{"some unhealthy", []string{fast.Addr(), down.Addr()}, exitSome, 1},
-		{"none healthy", []string{down.Addr()}, exitFailure, 0},
+		{"none healthy", []string{down.Addr()}, exitNone, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := "static:///" + strings.Join(tc.addrs, ",")
@@ -246,7 +246,7 @@ func TestEndpointsDNSShowsRecordTypeAndTTL(t *testing.T) {
 
 	// A name that does not exist cannot be resolved: exit 2, one line.
 	res = lbprobe(t, append([]string{"endpoints", "dns://" + dns.Addr() + "/nope.example.test:80"}, probeArgs...)...)
-	if res.code != exitFailure || res.stdout != "" || strings.Count(res.stderr, "\n") != 1 || !strings.HasPrefix(res.stderr, "lbprobe: resolve dns://") {
+	if res.code != exitEtcd || res.stdout != "" || strings.Count(res.stderr, "\n") != 1 || !strings.HasPrefix(res.stderr, "lbprobe: resolve dns://") {
 		t.Errorf("NXDOMAIN: %s", res)
 	}
 }
@@ -291,7 +291,7 @@ func TestEndpointsTLSColumn(t *testing.T) {
 
 	// The wrong CA: the https check fails, and the TLS column says why.
 	res = lbprobe(t, "endpoints", target, "--check", "https", "--check-cacert", otherCA, "--count", "1", "--json")
-	if res.code != exitFailure {
+	if res.code != exitNone {
 		t.Fatalf("wrong CA: exit code %d, want 2\n%s", res.code, res)
 	}
 	e = decode[endpointsReport](t, res).Endpoints[0]
@@ -312,7 +312,7 @@ func TestEndpointsTLSColumn(t *testing.T) {
 	// The tls check: a wrong server name is a name mismatch.
 	res = lbprobe(t, "endpoints", target, "--check", "tls", "--check-cacert", caFile, "--check-server-name", "wrong.example.test", "--count", "1", "--json")
 	e = decode[endpointsReport](t, res).Endpoints[0]
-	if res.code != exitFailure || e.TLS == nil || e.TLS.Problem != "name_mismatch" {
+	if res.code != exitNone || e.TLS == nil || e.TLS.Problem != "name_mismatch" {
 		t.Errorf("tls check, wrong name: exit %d TLS %+v, want 2 and name_mismatch", res.code, e.TLS)
 	}
 }
@@ -327,7 +327,7 @@ func TestEndpointsGRPCHealthCheck(t *testing.T) {
 	g.SetServing("", false)
 	res = lbprobe(t, "endpoints", target, "--check", "grpc", "--count", "2", "--interval", "1ms", "--json")
 	e := decode[endpointsReport](t, res).Endpoints[0]
-	if res.code != exitFailure || e.Healthy || !strings.Contains(e.Error, "not serving") {
+	if res.code != exitNone || e.Healthy || !strings.Contains(e.Error, "not serving") {
 		t.Errorf("not serving: exit %d, endpoint %+v; want 2, unhealthy, not serving", res.code, e)
 	}
 }

@@ -11,10 +11,10 @@ func Example_endpointsJSON() {
 	notAfter := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	writeJSON(os.Stdout, &endpointsReport{
 		Target: "etcd:///api", Check: "https", Count: 5, Policy: "least_latency",
-		Pick: "10.0.0.1:8443", PickReason: "lowest cost (latency × (in-flight+1)) 412µs among 1 endpoints, at random within the 20% tie band",
+		Pick: "10.0.0.1:8443", PickReason: "lowest cost (latency × (in-flight+1)) 412µs among 1 endpoint, at random within the 20% tie band",
 		Healthy: 1,
 		Endpoints: []endpointReport{{
-			Addr: "10.0.0.1:8443", Zone: "eu-1a", Weight: 1, State: "up", Healthy: true, Checks: 5,
+			Addr: "10.0.0.1:8443", Zone: "eu-1a", Weight: 1, Labels: map[string]string{}, State: "up", Healthy: true, Checks: 5,
 			RTTMinMS: f64(0.318), RTTAvgMS: f64(0.412), RTTP99MS: f64(0.655),
 			TLS:      &tlsReport{Verified: true, Version: "TLS 1.3", Subject: "CN=api", NotAfter: &notAfter, DaysLeft: iptr(89)},
 			Eligible: true, Picked: true,
@@ -29,13 +29,14 @@ func Example_endpointsJSON() {
 	//   "count": 5,
 	//   "policy": "least_latency",
 	//   "pick": "10.0.0.1:8443",
-	//   "pick_reason": "lowest cost (latency × (in-flight+1)) 412µs among 1 endpoints, at random within the 20% tie band",
+	//   "pick_reason": "lowest cost (latency × (in-flight+1)) 412µs among 1 endpoint, at random within the 20% tie band",
 	//   "healthy": 1,
 	//   "endpoints": [
 	//     {
 	//       "addr": "10.0.0.1:8443",
 	//       "zone": "eu-1a",
 	//       "weight": 1,
+	//       "labels": {},
 	//       "state": "up",
 	//       "healthy": true,
 	//       "checks": 5,

@@ -43,7 +43,7 @@ func FuzzArgs(f *testing.F) {
 		var out, errb bytes.Buffer
 		code := run(ctx, args, &out, &errb)
 		switch code {
-		case exitOK, exitSome, exitFailure:
+		case exitOK, exitSome, exitEtcd, exitNone, exitFailure:
 		case exitUsage:
 			lines := strings.Split(strings.TrimSuffix(errb.String(), "\n"), "\n")
 			if len(lines) != 3 || !strings.HasPrefix(lines[0], "lbprobe") || !strings.HasPrefix(lines[1], "usage: lbprobe") {

@@ -49,7 +49,7 @@ func sampleEndpoints(scheme, target string, src func(i int) source) *endpointsRe
 		{Addr: "10.0.0.1:8443", Zone: "eu-1a", Weight: 1, State: "up", Healthy: true, Checks: 5, Loss: 0,
 			RTTMinMS: f64(0.318), RTTAvgMS: f64(0.412), RTTP99MS: f64(0.655), Eligible: true, Picked: true,
 			TLS: &tlsReport{Verified: true, NotAfter: &notAfter, DaysLeft: iptr(89)}},
-		{Addr: "10.0.0.2:8443", Zone: "eu-1b", Weight: 5, State: "up", Healthy: true, Checks: 5, Failures: 1, Loss: 0.2,
+		{Addr: "10.0.0.2:8443", Zone: "eu-1b", Weight: 5, Labels: map[string]string{"canary": "true", "team": "pay"}, State: "up", Healthy: true, Checks: 5, Failures: 1, Loss: 0.2,
 			RTTMinMS: f64(48.2), RTTAvgMS: f64(51.7), RTTP99MS: f64(1210), Eligible: true,
 			Error: "probe: http 10.0.0.2:8443: context deadline exceeded",
 			TLS:   &tlsReport{Verified: true, NotAfter: &notAfter, DaysLeft: iptr(89)}},
@@ -94,7 +94,7 @@ func TestEndpointsTableGolden(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			var b bytes.Buffer
-			if err := writeEndpointsTable(&b, sampleEndpoints(tc.scheme, tc.target, tc.src)); err != nil {
+			if err := writeEndpointsTable(&b, sampleEndpoints(tc.scheme, tc.target, tc.src), false); err != nil {
 				t.Fatal(err)
 			}
 			golden(t, tc.file, b.Bytes())
@@ -104,7 +104,7 @@ func TestEndpointsTableGolden(t *testing.T) {
 	r := sampleEndpoints("static", "static:///10.0.0.3:8443", func(int) source { return source{Kind: "static"} })
 	r.Endpoints, r.Healthy, r.Pick, r.PickError = r.Endpoints[2:3], 0, "", "no healthy endpoint for service static"
 	var b bytes.Buffer
-	if err := writeEndpointsTable(&b, r); err != nil {
+	if err := writeEndpointsTable(&b, r, false); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "endpoints_nopick.golden", b.Bytes())
@@ -116,11 +116,11 @@ func TestPickAndCertsTablesGolden(t *testing.T) {
 		Target: "etcd:///api", Check: "http", Count: 5, Policy: "least_latency", N: 1000, Healthy: 2,
 		checkLine: "http GET /, 5 checks each, timeout 1s",
 		Picks: []pickResult{
-			{Addr: "10.0.0.1:8080", State: "up", Healthy: true, RTTAvgMS: f64(0.41), Picks: 1000, Share: 1, Eligible: true},
-			{Addr: "10.0.0.2:8080", State: "up", Healthy: true, RTTAvgMS: f64(51.7), Picks: 0, Share: 0, Eligible: true},
-			{Addr: "10.0.0.3:8080", State: "up", Picks: 0, Why: "unhealthy: connection refused"},
+			{Addr: "10.0.0.1:8080", Zone: "eu-1a", Weight: 1, Labels: map[string]string{"canary": "true"}, State: "up", Healthy: true, RTTAvgMS: f64(0.41), Picks: 1000, Share: 1, Eligible: true},
+			{Addr: "10.0.0.2:8080", Zone: "eu-1b", Weight: 2, State: "up", Healthy: true, RTTAvgMS: f64(51.7), Picks: 0, Share: 0, Eligible: true},
+			{Addr: "10.0.0.3:8080", Weight: 1, State: "up", Picks: 0, Why: "unhealthy: connection refused"},
 		},
-	})
+	}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestPickAndCertsTablesGolden(t *testing.T) {
 			{Name: "web", Subject: "CN=web.mesh", SANs: []string{"web.mesh", "10.0.0.1"}, Issuer: "CN=mesh-ca,O=example", NotAfter: &na, DaysLeft: iptr(180), Key: "sealed", KEKID: "kek-1", Revision: 3, Valid: true, Status: "ok"},
 			{Name: "dev", Subject: "CN=dev.mesh", SANs: []string{"dev.mesh"}, Issuer: "CN=mesh-ca,O=example", NotAfter: &na, DaysLeft: iptr(180), Key: "plain", Revision: 5, Valid: true, Status: "ok"},
 		},
-	})
+	}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/resolver"
 )
 
@@ -146,11 +147,15 @@ func (e endpointReport) note() string {
 }
 
 // writeEndpointsTable writes the endpoints report as a table with its
-// footer.
-func writeEndpointsTable(w io.Writer, r *endpointsReport) error {
+// footer; wide adds the instance ID and version (etcd), the checks made
+// and failed, and the TLS subject.
+func writeEndpointsTable(w io.Writer, r *endpointsReport, wide bool) error {
 	tw := newTable(w)
-	head := []string{"ADDR", "ZONE", "WEIGHT", "STATE", "HEALTH", "RTT_MIN", "RTT_AVG", "RTT_P99", "LOSS", "TLS", "PICK"}
+	head := []string{"ADDR", "ZONE", "WEIGHT", "STATE", "LABELS", "HEALTH", "RTT_MIN", "RTT_AVG", "RTT_P99", "LOSS", "TLS", "PICK"}
 	head = append(head, sourceHeader(r.scheme)...)
+	if wide {
+		head = append(head, "ID", "VERSION", "CHECKS", "FAILED", "TLS_SUBJECT")
+	}
 	head = append(head, "NOTE")
 	row(tw, head...)
 	for _, e := range r.Endpoints {
@@ -158,9 +163,16 @@ func writeEndpointsTable(w io.Writer, r *endpointsReport) error {
 		if e.Picked {
 			pick = "yes"
 		}
-		cells := []string{e.Addr, e.Zone, strconv.FormatUint(uint64(e.Weight), 10), e.State, fmtHealth(e.Healthy),
+		cells := []string{e.Addr, e.Zone, strconv.FormatUint(uint64(e.Weight), 10), e.State, fmtLabelList(e.Labels), fmtHealth(e.Healthy),
 			fmtMS(e.RTTMinMS), fmtMS(e.RTTAvgMS), fmtMS(e.RTTP99MS), fmtLoss(e.Loss), fmtTLS(e.TLS), pick}
 		cells = append(cells, sourceCells(r.scheme, e.Source)...)
+		if wide {
+			subject := ""
+			if e.TLS != nil {
+				subject = e.TLS.Subject
+			}
+			cells = append(cells, e.Source.ID, e.Source.Version, strconv.Itoa(e.Checks), strconv.Itoa(e.Failures), subject)
+		}
 		cells = append(cells, e.note())
 		row(tw, cells...)
 	}
@@ -173,6 +185,16 @@ func writeEndpointsTable(w io.Writer, r *endpointsReport) error {
 	} else {
 		fmt.Fprintf(w, "pick: none (%s: %s)\n", r.Policy, r.PickError)
 	}
-	_, err := fmt.Fprintf(w, "%s: %d of %d endpoints healthy (%s)\n", r.Target, r.Healthy, len(r.Endpoints), r.checkLine)
+	_, err := fmt.Fprintf(w, "%s: %d of %s healthy (%s)\n", r.Target, r.Healthy, cliutil.Plural(len(r.Endpoints), "endpoint", "endpoints"), r.checkLine)
 	return err
+}
+
+// fmtLabelList is the LABELS cell: k=v pairs sorted by key,
+// comma-separated; "-" when none.
+func fmtLabelList(l map[string]string) string {
+	parts := make([]string, 0, len(l))
+	for _, k := range sortedAddrs(l) {
+		parts = append(parts, k+"="+l[k])
+	}
+	return strings.Join(parts, ",")
 }

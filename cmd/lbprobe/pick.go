@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/smartroute/smartroute/internal/cliutil"
 )
 
 // Bounds of -n.
@@ -35,14 +36,20 @@ type pickReport struct {
 
 // pickResult is one endpoint's share of the picks.
 type pickResult struct {
-	Addr     string   `json:"addr"`
-	State    string   `json:"state"`
-	Healthy  bool     `json:"healthy"`
-	RTTAvgMS *float64 `json:"rtt_avg_ms"`
-	Picks    int      `json:"picks"`
-	Share    float64  `json:"share"`
-	Eligible bool     `json:"eligible"`
-	Why      string   `json:"why,omitempty"`
+	Addr     string            `json:"addr"`
+	Zone     string            `json:"zone"`
+	Weight   uint32            `json:"weight"`
+	Labels   map[string]string `json:"labels"`
+	State    string            `json:"state"`
+	Healthy  bool              `json:"healthy"`
+	RTTAvgMS *float64          `json:"rtt_avg_ms"`
+	RTTMinMS *float64          `json:"rtt_min_ms"`
+	RTTP99MS *float64          `json:"rtt_p99_ms"`
+	Loss     float64           `json:"loss"`
+	Picks    int               `json:"picks"`
+	Share    float64           `json:"share"`
+	Eligible bool              `json:"eligible"`
+	Why      string            `json:"why,omitempty"`
 }
 
 // pickCmd is "lbprobe pick TARGET -n N".
@@ -68,7 +75,8 @@ not.`,
 			c.n = defaultPicks
 			fs.Var(&c.n, "n", "number of picks")
 		},
-		exec: c.exec,
+		exec:   c.exec,
+		format: &c.flags.format,
 	}
 }
 
@@ -76,7 +84,7 @@ func (c *pickCmd) exec(ctx context.Context, args []string) (int, error) {
 	if c.n < 1 || c.n > maxPicks {
 		return 0, usagef("-n %d: want 1 to %d", c.n, maxPicks)
 	}
-	cfg, err := c.flags.validate(args)
+	cfg, err := c.flags.validate(ctx, args)
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
@@ -84,10 +92,7 @@ func (c *pickCmd) exec(ctx context.Context, args []string) (int, error) {
 	a := c.app
 	rep, picker, err := probeTarget(ctx, cfg.session, time.Duration(c.flags.target.resolveTimeout), cfg.check, cfg.count, cfg.policy)
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return a.fail(exitFailure, "interrupted"), nil
-		}
-		return a.fail(exitFailure, "%v", err), nil
+		return resolveFailure(a, err), nil
 	}
 	pr := &pickReport{
 		Target: rep.Target, Check: rep.Check, Count: rep.Count, Policy: rep.Policy,
@@ -110,45 +115,55 @@ func (c *pickCmd) exec(ctx context.Context, args []string) (int, error) {
 	}
 	for _, e := range rep.Endpoints {
 		pr.Picks = append(pr.Picks, pickResult{
-			Addr: e.Addr, State: e.State, Healthy: e.Healthy, RTTAvgMS: e.RTTAvgMS,
+			Addr: e.Addr, Zone: e.Zone, Weight: e.Weight, Labels: e.Labels, State: e.State, Healthy: e.Healthy, RTTAvgMS: e.RTTAvgMS,
+			RTTMinMS: e.RTTMinMS, RTTP99MS: e.RTTP99MS, Loss: e.Loss,
 			Picks: counts[e.Addr], Share: round3(float64(counts[e.Addr]) / float64(pr.N)),
 			Eligible: e.Eligible, Why: e.Why,
 		})
 	}
-	if c.flags.json {
+	if c.flags.format.IsJSON() {
 		err = writeJSON(a.stdout, pr)
 	} else {
-		err = writePickTable(a.stdout, pr)
+		err = writePickTable(a.stdout, pr, c.flags.format == cliutil.Wide)
 	}
 	if err != nil {
 		return a.fail(exitFailure, "write: %v", err), nil
 	}
 	if pr.Failed == pr.N {
-		return exitFailure, nil
+		return exitNone, nil
 	}
 	return rep.exitCode(), nil
 }
 
-// writePickTable writes the distribution as a table with its footer.
-func writePickTable(w io.Writer, r *pickReport) error {
+// writePickTable writes the distribution as a table with its footer;
+// wide adds the RTT minimum and 99th percentile and the loss.
+func writePickTable(w io.Writer, r *pickReport, wide bool) error {
 	tw := newTable(w)
-	row(tw, "ADDR", "STATE", "HEALTH", "RTT_AVG", "PICKS", "SHARE", "NOTE")
+	head := []string{"ADDR", "ZONE", "WEIGHT", "STATE", "LABELS", "HEALTH", "RTT_AVG"}
+	if wide {
+		head = append(head, "RTT_MIN", "RTT_P99", "LOSS")
+	}
+	row(tw, append(head, "PICKS", "SHARE", "NOTE")...)
 	for _, p := range r.Picks {
 		note := ""
 		if !p.Eligible {
 			note = p.Why
 		}
-		row(tw, p.Addr, p.State, fmtHealth(p.Healthy), fmtMS(p.RTTAvgMS),
-			strconv.Itoa(p.Picks), strconv.FormatFloat(100*p.Share, 'f', 1, 64)+"%", note)
+		cells := []string{p.Addr, p.Zone, strconv.FormatUint(uint64(p.Weight), 10), p.State, fmtLabelList(p.Labels),
+			fmtHealth(p.Healthy), fmtMS(p.RTTAvgMS)}
+		if wide {
+			cells = append(cells, fmtMS(p.RTTMinMS), fmtMS(p.RTTP99MS), fmtLoss(p.Loss))
+		}
+		row(tw, append(cells, strconv.Itoa(p.Picks), strconv.FormatFloat(100*p.Share, 'f', 1, 64)+"%", note)...)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
 	if r.Failed > 0 {
-		fmt.Fprintf(w, "%d of %d picks failed: %s\n", r.Failed, r.N, r.Error)
+		fmt.Fprintf(w, "%d of %s failed: %s\n", r.Failed, cliutil.Plural(r.N, "pick", "picks"), r.Error)
 	}
-	_, err := fmt.Fprintf(w, "%s: %d picks under %s; %d of %d endpoints healthy (%s)\n",
-		r.Target, r.N, r.Policy, r.Healthy, len(r.Picks), r.checkLine)
+	_, err := fmt.Fprintf(w, "%s: %s under %s; %d of %s healthy (%s)\n",
+		r.Target, cliutil.Plural(r.N, "pick", "picks"), r.Policy, r.Healthy, cliutil.Plural(len(r.Picks), "endpoint", "endpoints"), r.checkLine)
 	return err
 }

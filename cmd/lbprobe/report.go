@@ -35,23 +35,24 @@ type endpointsReport struct {
 
 // endpointReport is one endpoint.
 type endpointReport struct {
-	Addr     string     `json:"addr"`
-	Zone     string     `json:"zone"`
-	Weight   uint32     `json:"weight"`
-	State    string     `json:"state"`
-	Healthy  bool       `json:"healthy"`
-	Checks   int        `json:"checks"`
-	Failures int        `json:"failures"`
-	Loss     float64    `json:"loss"`
-	RTTMinMS *float64   `json:"rtt_min_ms"`
-	RTTAvgMS *float64   `json:"rtt_avg_ms"`
-	RTTP99MS *float64   `json:"rtt_p99_ms"`
-	Error    string     `json:"error,omitempty"`
-	TLS      *tlsReport `json:"tls,omitempty"`
-	Eligible bool       `json:"eligible"`
-	Why      string     `json:"why,omitempty"`
-	Picked   bool       `json:"picked"`
-	Source   source     `json:"source"`
+	Addr     string            `json:"addr"`
+	Zone     string            `json:"zone"`
+	Weight   uint32            `json:"weight"`
+	Labels   map[string]string `json:"labels"`
+	State    string            `json:"state"`
+	Healthy  bool              `json:"healthy"`
+	Checks   int               `json:"checks"`
+	Failures int               `json:"failures"`
+	Loss     float64           `json:"loss"`
+	RTTMinMS *float64          `json:"rtt_min_ms"`
+	RTTAvgMS *float64          `json:"rtt_avg_ms"`
+	RTTP99MS *float64          `json:"rtt_p99_ms"`
+	Error    string            `json:"error,omitempty"`
+	TLS      *tlsReport        `json:"tls,omitempty"`
+	Eligible bool              `json:"eligible"`
+	Why      string            `json:"why,omitempty"`
+	Picked   bool              `json:"picked"`
+	Source   source            `json:"source"`
 }
 
 // tlsReport is the TLS column.
@@ -148,7 +149,7 @@ func (r *endpointsReport) applyPick(ch client.Choice, err error) {
 	}
 }
 
-// exitCode is 0 when every endpoint is healthy, 1 when some are, 2 when
+// exitCode is 0 when every endpoint is healthy, 1 when some are, 4 when
 // none is.
 func (r *endpointsReport) exitCode() int {
 	switch {
@@ -157,7 +158,7 @@ func (r *endpointsReport) exitCode() int {
 	case r.Healthy > 0:
 		return exitSome
 	default:
-		return exitFailure
+		return exitNone
 	}
 }
 
@@ -166,6 +167,7 @@ func newEndpointReport(ep resolver.Endpoint, m *measurement, leases map[int64]le
 		Addr:     ep.Addr,
 		Zone:     ep.Zone,
 		Weight:   ep.Weight,
+		Labels:   ep.Labels,
 		State:    "up",
 		Healthy:  m.healthy(),
 		Checks:   m.checks,
@@ -175,6 +177,9 @@ func newEndpointReport(ep resolver.Endpoint, m *measurement, leases map[int64]le
 	}
 	if e.Weight == 0 {
 		e.Weight = 1
+	}
+	if e.Labels == nil {
+		e.Labels = map[string]string{}
 	}
 	if ep.Draining {
 		e.State = "draining"

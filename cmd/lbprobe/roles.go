@@ -9,12 +9,12 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/authpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/mtls"
 	"github.com/smartroute/smartroute/registry"
 )
@@ -74,7 +74,7 @@ type rolesCmd struct {
 	certsPrefix    string
 	rolePrefix     string
 	dryRun         bool
-	json           bool
+	format         cliutil.Format
 }
 
 func (c *rolesCmd) spec() subcommand {
@@ -100,9 +100,10 @@ nothing and prints the etcdctl commands that do the same.`,
 			fs.StringVar(&c.certsPrefix, "certs-prefix", mtls.DefaultPrefix, "certificate store prefix the reader reads and the certificate admin writes")
 			fs.StringVar(&c.rolePrefix, "role-prefix", defaultRolePrefix, "prefix of the role names")
 			fs.BoolVar(&c.dryRun, "dry-run", false, "print the etcdctl commands instead of changing etcd")
-			fs.BoolVar(&c.json, "json", false, "write JSON instead of a table")
+			cliutil.RegisterFormat(fs, &c.format)
 		},
-		exec: c.exec,
+		exec:   c.exec,
+		format: &c.format,
 	}
 }
 
@@ -118,7 +119,7 @@ func (c *rolesCmd) exec(ctx context.Context, args []string) (int, error) {
 	roles := leastPrivilegeRoles(c.rolePrefix, c.servicesPrefix, c.certsPrefix)
 	a := c.app
 	if c.dryRun {
-		if c.json {
+		if c.format.IsJSON() {
 			if err := writeJSON(a.stdout, roles); err != nil {
 				return a.fail(exitFailure, "write: %v", err), nil
 			}
@@ -127,19 +128,25 @@ func (c *rolesCmd) exec(ctx context.Context, args []string) (int, error) {
 		writeRolesScript(a.stdout, roles)
 		return exitOK, nil
 	}
-	cli, err := c.etcd.newClient()
+	cli, err := c.etcd.newClient(ctx, cliutil.Access{})
 	if err != nil {
 		return a.failOrUsage(err)
 	}
 	defer cli.Close()
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Duration(c.etcd.dialTimeout))
+	wctx, cancel := context.WithTimeout(ctx, 2*c.etcd.dialTimeout())
 	defer cancel()
 	for _, r := range roles {
 		if err := ensureRole(wctx, cli, r); err != nil {
-			return a.fail(exitFailure, "role %s: %v", r.Name, err), nil
+			if errors.Is(err, rpctypes.ErrPermissionDenied) {
+				return a.failErr(exitEtcd, &cliutil.EtcdError{Cause: cliutil.CausePermissionDenied, Err: err,
+					Msg: fmt.Sprintf("etcd user %q may not create roles", c.etcd.User),
+					Fix: "run it as root (--etcd-user root), or print the etcdctl commands with --dry-run"}), nil
+			}
+			derr := c.etcd.diagnose(err, cliutil.Access{}, c.etcd.dialTimeout())
+			return a.failErr(exitCodeOf(derr, exitNone), fmt.Errorf("role %s: %w", r.Name, derr)), nil
 		}
 	}
-	if c.json {
+	if c.format.IsJSON() {
 		if err := writeJSON(a.stdout, roles); err != nil {
 			return a.fail(exitFailure, "write: %v", err), nil
 		}

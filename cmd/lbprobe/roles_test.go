@@ -50,7 +50,8 @@ func TestEtcdRolesGiveEachComponentExactlyWhatItNeeds(t *testing.T) {
 	// A user cannot create roles; root can, twice (idempotent), and a
 	// permission added by hand is taken away again.
 	c.AddUser(t, "nobody", pw)
-	if res := lbprobe(t, append([]string{"etcd", "roles"}, userFlags(c, "nobody", pw)...)...); res.code != exitFailure {
+	if res := lbprobe(t, append([]string{"etcd", "roles"}, userFlags(c, "nobody", pw)...)...); res.code != exitEtcd ||
+		!strings.Contains(res.stderr, `etcd user "nobody" may not create roles; run it as root`) {
 		t.Fatalf("roles as a user without rights: %s", res)
 	}
 	for range 2 {

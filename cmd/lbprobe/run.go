@@ -6,33 +6,32 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"regexp"
+	"os"
 	"strings"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/smartroute/smartroute/internal/cliutil"
 )
 
-// Exit codes, as documented in doc.go.
+// Exit codes: the table both commands share (cliutil.ExitCodesHelp).
 const (
-	// exitOK: every endpoint probed is healthy, every identity checked is
-	// valid, or the command did what it was asked (watch interrupted,
-	// certs put written).
-	exitOK = 0
-	// exitSome: some endpoints are unhealthy (at least one is healthy), or
-	// some identities are invalid (at least one is valid).
-	exitSome = 1
-	// exitFailure: no endpoint is healthy, the target could not be
-	// resolved (etcd unreachable, no such name, no instances), no identity
-	// is valid, or a write was refused.
-	exitFailure = 2
-	// exitUsage: a bad flag, argument, environment variable or target
-	// string (sysexits.h's EX_USAGE).
-	exitUsage = 64
+	exitOK      = cliutil.ExitOK      // all healthy, all valid, done
+	exitSome    = cliutil.ExitSome    // some unhealthy or invalid
+	exitUsage   = cliutil.ExitUsage   // a bad flag, argument, environment variable, config file or target
+	exitEtcd    = cliutil.ExitEtcd    // etcd unusable, or the target not resolved
+	exitNone    = cliutil.ExitNone    // none healthy, no pick, none valid, a write refused
+	exitFailure = cliutil.ExitFailure // interrupted, output not written
 )
 
-// envPrefix prefixes the environment variable of a flag, as for regagent:
-// --etcd-endpoints is SMARTROUTE_ETCD_ENDPOINTS.
-const envPrefix = "SMARTROUTE"
+// envPrefix prefixes the environment variable of a flag: --etcd-endpoints
+// is LBPROBE_ETCD_ENDPOINTS. It is the command's own, so that a variable
+// meant for regagent never changes lbprobe.
+const envPrefix = "LBPROBE"
+
+// version is lbprobe's version, set by release builds with
+// -ldflags "-X main.version=v1.2.3" (see cliutil.Version).
+var version = ""
 
 // usageError is an error in what the user typed; run prints it with the
 // command's usage line and exits exitUsage.
@@ -56,13 +55,26 @@ type app struct {
 	paths map[*ffcli.Command]string
 	// noEnv lists, per command, the flags the environment does not set.
 	noEnv map[*ffcli.Command][]string
+	// format is the output format asked for: failures are written as
+	// JSON on stdout too when it is JSON.
+	format cliutil.Format
+	// env is the environment (os.LookupEnv; tests pass a map).
+	env cliutil.LookupEnv
+	// showVersion is the root's --version.
+	showVersion bool
 }
 
 // run is the whole program but for signal handling: it parses args, runs
 // the selected subcommand until it is done or ctx ends, and returns the
 // exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr, paths: map[*ffcli.Command]string{}, noEnv: map[*ffcli.Command][]string{}}
+	return runEnv(ctx, args, os.LookupEnv, stdout, stderr)
+}
+
+// runEnv is run with the environment read through env.
+func runEnv(ctx context.Context, args []string, env cliutil.LookupEnv, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr, paths: map[*ffcli.Command]string{}, noEnv: map[*ffcli.Command][]string{},
+		format: cliutil.FormatInArgs(args), env: env}
 	root := a.commandTree()
 	cmd, subArgs := selectCommand(root, args)
 	a.subArgs = subArgs
@@ -90,18 +102,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // usageFailure prints a usage error on one line, then the command's usage
 // line and where to find more, and returns exitUsage.
 func (a *app) usageFailure(cmd *ffcli.Command, err error) int {
-	fmt.Fprintf(a.stderr, "%s: %v\nusage: %s\nRun '%s -h' for the flags.\n",
-		a.paths[cmd], err, cmd.ShortUsage, a.paths[cmd])
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	fmt.Fprintf(a.stderr, "%s: %s\nusage: %s\nRun '%s -h' for the flags.\n",
+		a.paths[cmd], msg, cmd.ShortUsage, a.paths[cmd])
+	if a.format.IsJSON() {
+		cliutil.WriteError(a.stdout, errors.New(msg), exitUsage)
+	}
 	return exitUsage
 }
 
-// fail prints a runtime error on one line and returns code.
+// fail prints a runtime error on one line (and with -o json, as a JSON
+// document on stdout) and returns code.
 func (a *app) fail(code int, format string, args ...any) int {
-	msg := fmt.Sprintf(format, args...)
-	msg = strings.ReplaceAll(msg, "\n", "; ")
+	return a.failErr(code, fmt.Errorf(format, args...))
+}
+
+// failErr is fail with an error: an etcd failure's cause is named in the
+// JSON document.
+func (a *app) failErr(code int, err error) int {
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 	fmt.Fprintf(a.stderr, "lbprobe: %s\n", msg)
+	if a.format.IsJSON() {
+		cliutil.WriteError(a.stdout, &oneLine{msg, err}, code)
+	}
 	return code
 }
+
+// oneLine is err with its message on one line.
+type oneLine struct {
+	msg string
+	err error
+}
+
+func (o *oneLine) Error() string { return o.msg }
+func (o *oneLine) Unwrap() error { return o.err }
 
 // selectCommand returns the command args select, as ffcli will, and the
 // arguments after its name. The root command has only boolean flags, so
@@ -133,10 +167,6 @@ func selectCommand(root *ffcli.Command, args []string) (*ffcli.Command, []string
 	}
 }
 
-// flagNameRE finds the flag names, written with one dash, in the flag
-// package's errors.
-var flagNameRE = regexp.MustCompile(`(for flag|not defined:|needs an argument:) -[A-Za-z0-9][-A-Za-z0-9]*`)
-
 // cleanFlagError turns the errors of ff and the flag package into one line
 // that names flags the way this program's documentation does, with two
 // dashes.
@@ -145,26 +175,19 @@ func cleanFlagError(err error) error {
 	if errors.As(err, &u) {
 		return u
 	}
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "error parsing commandline arguments: ")
-	msg = flagNameRE.ReplaceAllStringFunc(msg, func(m string) string {
-		i := strings.LastIndex(m, " -")
-		name := m[i+2:]
-		if len(name) > 1 {
-			return m[:i] + " --" + name
-		}
-		return m
-	})
-	msg = strings.Replace(msg, "for flag ", "for ", 1)
-	return errors.New(msg)
+	return cliutil.CleanFlagError(err)
 }
 
 // failOrUsage returns a usage error for exec to report, and reports any
-// other error as a runtime failure (exitFailure).
+// other error as a runtime failure: exitEtcd for etcd's, interrupted
+// (exitFailure) when ctx ended, exitNone otherwise.
 func (a *app) failOrUsage(err error) (int, error) {
 	var u usageError
 	if errors.As(err, &u) {
 		return 0, err
 	}
-	return a.fail(exitFailure, "%v", err), nil
+	if errors.Is(err, context.Canceled) {
+		return a.fail(exitFailure, "interrupted"), nil
+	}
+	return a.failErr(exitCodeOf(err, exitNone), err), nil
 }

@@ -8,6 +8,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/smartroute/smartroute/internal/certgen"
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/internal/etcdtest"
 	"github.com/smartroute/smartroute/registry"
 )
@@ -23,8 +24,8 @@ func TestEtcdWithClientCertificates(t *testing.T) {
 	base := []string{"endpoints", "etcd:///api", "--count", "1", "--json", "--etcd-endpoints", strings.Join(c.Endpoints(), ","), "--etcd-cacert", caFile}
 
 	// The client certificate from the environment, the CA from a flag.
-	t.Setenv("SMARTROUTE_ETCD_CERT", cliCert)
-	t.Setenv("SMARTROUTE_ETCD_KEY", cliKey)
+	t.Setenv("LBPROBE_ETCD_CERT", cliCert)
+	t.Setenv("LBPROBE_ETCD_KEY", cliKey)
 	res := lbprobe(t, base...)
 	if res.code != exitOK {
 		t.Fatalf("%s", res)
@@ -34,11 +35,16 @@ func TestEtcdWithClientCertificates(t *testing.T) {
 	}
 
 	// Without a client certificate etcd refuses the handshake.
-	t.Setenv("SMARTROUTE_ETCD_CERT", "")
-	t.Setenv("SMARTROUTE_ETCD_KEY", "")
+	t.Setenv("LBPROBE_ETCD_CERT", "")
+	t.Setenv("LBPROBE_ETCD_KEY", "")
 	res = lbprobe(t, append(base, "--etcd-dial-timeout", "1s")...)
-	if res.code != exitFailure || res.stdout != "" || strings.Count(res.stderr, "\n") != 1 || !strings.HasPrefix(res.stderr, "lbprobe: resolve etcd:///api: ") {
-		t.Errorf("want exit 2 and one line:\n%s", res)
+	if res.code != exitEtcd || strings.Count(res.stderr, "\n") != 1 ||
+		!strings.HasPrefix(res.stderr, "lbprobe: etcd at https://") || !strings.Contains(res.stderr, "requires a client certificate and none was given") {
+		t.Errorf("want exit 3 and one line naming the missing client certificate:\n%s", res)
+	}
+	// With --json, stdout carries the error and its cause.
+	if doc := decode[cliutil.ErrorDoc](t, res); doc.Cause != cliutil.CauseTLSClientCertificate || doc.ExitCode != exitEtcd {
+		t.Errorf("JSON error %+v", doc)
 	}
 }
 
@@ -59,14 +65,14 @@ func TestEtcdWithUserAndPassword(t *testing.T) {
 	base := []string{"endpoints", "etcd:///api", "--count", "1", "--etcd-endpoints", strings.Join(c.Endpoints(), ","), "--etcd-dial-timeout", "20s"}
 
 	// The password from the environment, as operators should pass it.
-	t.Setenv("SMARTROUTE_ETCD_PASSWORD", password)
+	t.Setenv("LBPROBE_ETCD_PASSWORD", password)
 	if res := lbprobe(t, append(base, "--etcd-user", "root")...); res.code != exitOK || !strings.Contains(res.stdout, b) {
 		t.Fatalf("%s", res)
 	}
-	t.Setenv("SMARTROUTE_ETCD_PASSWORD", "")
+	t.Setenv("LBPROBE_ETCD_PASSWORD", "")
 	res := lbprobe(t, append(base, "--etcd-user", "root:nope")...)
-	if res.code != exitFailure || strings.Count(res.stderr, "\n") != 1 || !strings.Contains(res.stderr, "authentication failed") {
-		t.Errorf("want exit 2 and one line saying authentication failed:\n%s", res)
+	if res.code != exitEtcd || strings.Count(res.stderr, "\n") != 1 || !strings.Contains(res.stderr, `etcd refused user "root": authentication failed, wrong user name or password`) {
+		t.Errorf("want exit 3 and one line saying authentication failed:\n%s", res)
 	}
 }
 
@@ -79,9 +85,10 @@ func TestEtcdUserPasswordForms(t *testing.T) {
 		{user: "root:pw", wantU: "root", wantP: "pw"},
 		{user: "root", password: "pw", wantU: "root", wantP: "pw"},
 		{user: "a:b", password: "pw", wantU: "a:b", wantP: "pw"},
-		{password: "pw", wantUsageErrLike: "--etcd-password is set but --etcd-user is not"},
+		{password: "pw", wantUsageErrLike: "an etcd password is set but --etcd-user is not"},
+		{user: "root", wantUsageErrLike: "--etcd-user root has no password"},
 	} {
-		f := etcdFlags{endpoints: listValue{"127.0.0.1:2379"}, user: tc.user, password: tc.password, dialTimeout: durationValue(time.Second)}
+		f := etcdFlags{cliutil.EtcdFlags{Endpoints: listValue{"127.0.0.1:2379"}, User: tc.user, Password: tc.password, DialTimeout: durationValue(time.Second)}}
 		cfg, err := f.config()
 		if tc.wantUsageErrLike != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantUsageErrLike) {

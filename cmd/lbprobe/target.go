@@ -11,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/registry"
 	"github.com/smartroute/smartroute/resolver"
 )
@@ -41,11 +42,18 @@ type targetSession struct {
 	res    resolver.Resolver
 	// etcdTimeout bounds each etcd request (the --etcd-dial-timeout).
 	etcdTimeout time.Duration
+	// startErr is the start-up check's failure, for a session opened
+	// leniently (watch): the resolver keeps trying through a client made
+	// without the check.
+	startErr error
 }
 
-// openTarget parses raw and builds its resolver. A target that does not
-// parse, and bad etcd flags, are usage errors.
-func (t *targetFlags) open(raw string) (*targetSession, error) {
+// open parses raw and builds its resolver. A target that does not parse,
+// and bad etcd flags, are usage errors. For etcd:/// targets it checks etcd
+// first (cliutil.CheckEtcd): a failure is returned as an
+// *cliutil.EtcdError, unless lenient, when the session keeps it in
+// startErr and reads through a client made without the check.
+func (t *targetFlags) open(ctx context.Context, raw string, lenient bool) (*targetSession, error) {
 	tgt, err := resolver.Parse(raw)
 	if err != nil {
 		return nil, usageError{stripPkg(err)}
@@ -53,13 +61,24 @@ func (t *targetFlags) open(raw string) (*targetSession, error) {
 	if t.resolveTimeout <= 0 {
 		return nil, usagef("--resolve-timeout must be positive, not %v", time.Duration(t.resolveTimeout))
 	}
-	s := &targetSession{target: tgt, etcdTimeout: time.Duration(t.etcd.dialTimeout)}
+	s := &targetSession{target: tgt, etcdTimeout: t.etcd.dialTimeout()}
 	opts := []resolver.Option{resolver.WithLogger(discard)}
 	if tgt.Scheme == resolver.SchemeEtcd {
 		if !strings.HasPrefix(t.prefix, "/") {
 			return nil, usagef("--etcd-prefix %q must start with /", t.prefix)
 		}
-		cli, err := t.etcd.newClient()
+		acc := readAccess(t.prefix)
+		acc.Key = strings.TrimSuffix(t.prefix, "/") + "/" + tgt.Endpoint + "/"
+		cli, err := t.etcd.newClient(ctx, acc)
+		var ee *cliutil.EtcdError
+		if lenient && errors.As(err, &ee) {
+			s.startErr = err
+			cfg, _ := t.etcd.config()
+			cli, err = clientv3.New(cfg)
+			if err != nil {
+				return nil, err
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -69,7 +88,7 @@ func (t *targetFlags) open(raw string) (*targetSession, error) {
 			resolver.WithPrefix(t.prefix),
 			// The first list gives up after the dial timeout, so that
 			// an unreachable etcd is reported rather than waited for.
-			resolver.WithEtcdHealthCheck(resolver.DefaultEtcdCheckInterval, time.Duration(t.etcd.dialTimeout)),
+			resolver.WithEtcdHealthCheck(resolver.DefaultEtcdCheckInterval, t.etcd.dialTimeout()),
 		)
 	}
 	s.res, err = tgt.Build(opts...)

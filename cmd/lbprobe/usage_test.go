@@ -33,8 +33,8 @@ func TestBadInputIsAUsageErrorWithOneLineAndTheUsage(t *testing.T) {
 		{args: []string{"endpoints", "static:///127.0.0.1:1", "--check-cacert", "/nonexistent/ca.pem"}, msg: "lbprobe endpoints: --check-cacert: open /nonexistent/ca.pem: no such file or directory"},
 		{args: []string{"endpoints", "static:///127.0.0.1:1", "--check-cert", "x.pem"}, msg: "lbprobe endpoints: --check-cert and --check-key go together"},
 		{args: []string{"endpoints", "etcd:///api", "--etcd-cert", "c.pem"}, msg: "lbprobe endpoints: --etcd-cert and --etcd-key go together"},
-		{args: []string{"endpoints", "etcd:///api", "--etcd-endpoints", "ftp://x:1"}, msg: `lbprobe endpoints: --etcd-endpoints: "ftp://x:1": scheme must be http or https`},
-		{args: []string{"endpoints", "static:///127.0.0.1:1"}, env: map[string]string{"SMARTROUTE_COUNT": "lots"}, msg: `lbprobe endpoints: invalid value "lots" for SMARTROUTE_COUNT (--count)`},
+		{args: []string{"endpoints", "etcd:///api", "--etcd-endpoints", "ftp://x:1"}, msg: `lbprobe endpoints: --etcd-endpoints: "ftp://x:1": scheme "ftp" is not http, https, unix or unixs`},
+		{args: []string{"endpoints", "static:///127.0.0.1:1"}, env: map[string]string{"LBPROBE_COUNT": "lots"}, msg: `lbprobe endpoints: invalid value "lots" for LBPROBE_COUNT (--count)`},
 		{args: []string{"pick", "static:///127.0.0.1:1", "-n", "0"}, msg: "lbprobe pick: -n 0: want 1 to 10000000"},
 		{args: []string{"pick", "static:///127.0.0.1:1", "-n", "x"}, msg: `lbprobe pick: invalid value "x" for -n: "x" is not a whole number`},
 		{args: []string{"watch", "static:///127.0.0.1:1", "--rise", "0"}, msg: "lbprobe watch: --rise and --fall: want 1 to 100"},
@@ -76,19 +76,22 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Usage: lbprobe pick [flags] TARGET",
-		"--etcd-endpoints list", "[$SMARTROUTE_ETCD_ENDPOINTS]",
-		"--check string", "[$SMARTROUTE_CHECK]",
+		"--etcd-endpoints list", "[$LBPROBE_ETCD_ENDPOINTS]",
+		"--check string", "[$LBPROBE_CHECK]",
 		"--count int", "--policy string", "least_latency|p2c|round_robin",
 		"--check-server-name string", "--json",
 		"  -n int\n      number of picks (default \"1000\")\n",
-		"64  usage error",
+		"2  usage error", "--config file", "-o format", "--output format",
 	} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("help lacks %q:\n%s", want, res.stdout)
 		}
 	}
-	if strings.Contains(res.stdout, "SMARTROUTE_N]") {
-		t.Error("-n is read from the environment")
+	if strings.Contains(res.stdout, "LBPROBE_N]") || strings.Contains(res.stdout, "LBPROBE_JSON]") || strings.Contains(res.stdout, "LBPROBE_O]") {
+		t.Error("-n, -o or --json is read from the environment")
+	}
+	if strings.Contains(res.stdout, "`") {
+		t.Errorf("stray backquotes in the help:\n%s", res.stdout)
 	}
 	// -h after the target works too.
 	if after := lbprobe(t, "pick", "static:///127.0.0.1:1", "-h"); after.code != exitOK || after.stdout != res.stdout {
@@ -102,9 +105,9 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 
 func TestEnvironmentSetsSharedFlagsAndTheCommandLineWins(t *testing.T) {
 	b := newFast(t, "b")
-	t.Setenv("SMARTROUTE_COUNT", "3")
-	t.Setenv("SMARTROUTE_CHECK", "tcp")
-	t.Setenv("SMARTROUTE_JSON", "true")
+	t.Setenv("LBPROBE_COUNT", "3")
+	t.Setenv("LBPROBE_CHECK", "tcp")
+	t.Setenv("LBPROBE_OUTPUT", "json")
 	res := lbprobe(t, "endpoints", "static:///"+b, "--count", "2", "--interval", "1ms")
 	if res.code != exitOK {
 		t.Fatalf("%s", res)
@@ -115,26 +118,27 @@ func TestEnvironmentSetsSharedFlagsAndTheCommandLineWins(t *testing.T) {
 	}
 }
 
-func TestRuntimeFailuresAreOneLineWithExitCode2(t *testing.T) {
+func TestRuntimeFailuresAreOneLineWithTheirExitCode(t *testing.T) {
 	c := etcdtest.Start(t)
 	for _, tc := range []struct {
 		name string
 		args []string
+		code int
 		msg  string
 	}{
 		{"unreachable etcd", []string{"endpoints", "etcd:///api", "--etcd-endpoints", "127.0.0.1:1", "--etcd-dial-timeout", "300ms"},
-			"lbprobe: resolve etcd:///api: list /services/api/: etcd did not answer within 300ms"},
+			exitEtcd, "lbprobe: etcd unreachable: no answer from http://127.0.0.1:1 within 300ms (http://127.0.0.1:1: connection refused)"},
 		{"no instances", append([]string{"endpoints", "etcd:///nothing-here"}, etcdFlagsFor(c)...),
-			"lbprobe: resolve etcd:///nothing-here: no endpoints"},
+			exitEtcd, "lbprobe: resolve etcd:///nothing-here: no endpoints"},
 		{"certs from unreachable etcd", []string{"certs", "list", "--etcd-endpoints", "127.0.0.1:1", "--etcd-dial-timeout", "300ms"},
-			"lbprobe: etcd: list /certs/: context deadline exceeded"},
+			exitEtcd, "lbprobe: etcd unreachable: no answer from http://127.0.0.1:1 within 300ms"},
 		{"nothing under /certs", append([]string{"certs", "list"}, etcdFlagsFor(c)...),
-			"lbprobe: nothing stored under /certs/"},
+			exitNone, "lbprobe: nothing stored under /certs/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := lbprobe(t, tc.args...)
-			if res.code != exitFailure {
-				t.Fatalf("exit code %d, want 2\n%s", res.code, res)
+			if res.code != tc.code {
+				t.Fatalf("exit code %d, want %d\n%s", res.code, tc.code, res)
 			}
 			if !strings.HasPrefix(res.stderr, tc.msg) || strings.Count(res.stderr, "\n") != 1 || res.stdout != "" {
 				t.Errorf("want one line starting %q:\n%s", tc.msg, res)
@@ -153,7 +157,7 @@ func TestBinaryExitCodes(t *testing.T) {
 	}{
 		{[]string{"endpoints", "static:///" + b, "--count", "1"}, exitOK},
 		{[]string{"endpoints", "static:///" + b + ",127.0.0.1:1", "--count", "1"}, exitSome},
-		{[]string{"endpoints", "static:///127.0.0.1:1", "--count", "1"}, exitFailure},
+		{[]string{"endpoints", "static:///127.0.0.1:1", "--count", "1"}, exitNone},
 		{[]string{"endpoints", "bogus:///x"}, exitUsage},
 		{[]string{"--bogus"}, exitUsage},
 	} {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/probe"
 	"github.com/smartroute/smartroute/resolver"
 )
@@ -22,7 +23,7 @@ type watchCmd struct {
 	target     targetFlags
 	check      checkFlags
 	rise, fall intValue
-	json       bool
+	format     cliutil.Format
 }
 
 func (c *watchCmd) spec() subcommand {
@@ -36,33 +37,38 @@ then "added", "removed" and "changed" (state, weight, zone or labels) as
 the set changes, "health" when the checks change an endpoint's verdict
 (after --rise successes or --fall failures in a row, as a client's prober
 decides), "error" when resolving fails (the last good set stays) and
-"recovered" when it works again. With --json every line is one JSON object.`,
+"recovered" when it works again. With -o json every line is one JSON
+object; -o wide adds the instance ID and version to the text lines. etcd is
+checked at start-up: a failure is an "error" event at once, and watch keeps
+trying; interrupted before etcd ever answered, it exits 3.`,
 		flags: func(fs *flag.FlagSet) {
 			c.target.register(fs)
 			c.check.register(fs, defaultWatchInterval)
 			c.rise, c.fall = probe.DefaultRise, probe.DefaultFall
 			fs.Var(&c.rise, "rise", "consecutive successful checks that make an endpoint healthy")
 			fs.Var(&c.fall, "fall", "consecutive failed checks that make an endpoint unhealthy")
-			fs.BoolVar(&c.json, "json", false, "write one JSON object per event instead of text lines")
+			cliutil.RegisterFormat(fs, &c.format)
 		},
-		exec: c.exec,
+		exec:   c.exec,
+		format: &c.format,
 	}
 }
 
 // watchEvent is one line of watch's output, and its --json object.
 type watchEvent struct {
-	Time     time.Time `json:"time"`
-	Event    string    `json:"event"`
-	Addr     string    `json:"addr,omitempty"`
-	State    string    `json:"state,omitempty"`
-	Zone     string    `json:"zone,omitempty"`
-	Weight   uint32    `json:"weight,omitempty"`
-	Health   string    `json:"health,omitempty"`
-	Previous string    `json:"previous,omitempty"`
-	RTTMS    *float64  `json:"rtt_ms,omitempty"`
-	Changes  []string  `json:"changes,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	Source   *source   `json:"source,omitempty"`
+	Time     time.Time         `json:"time"`
+	Event    string            `json:"event"`
+	Addr     string            `json:"addr,omitempty"`
+	State    string            `json:"state,omitempty"`
+	Zone     string            `json:"zone,omitempty"`
+	Weight   uint32            `json:"weight,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Health   string            `json:"health,omitempty"`
+	Previous string            `json:"previous,omitempty"`
+	RTTMS    *float64          `json:"rtt_ms,omitempty"`
+	Changes  []string          `json:"changes,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Source   *source           `json:"source,omitempty"`
 }
 
 func (c *watchCmd) exec(ctx context.Context, args []string) (int, error) {
@@ -72,7 +78,7 @@ func (c *watchCmd) exec(ctx context.Context, args []string) (int, error) {
 	if c.rise < 1 || c.fall < 1 || c.rise > 100 || c.fall > 100 {
 		return 0, usagef("--rise and --fall: want 1 to 100")
 	}
-	sess, err := c.target.open(args[0])
+	sess, err := c.target.open(ctx, args[0], true)
 	if err != nil {
 		return c.app.failOrUsage(err)
 	}
@@ -85,7 +91,7 @@ func (c *watchCmd) exec(ctx context.Context, args []string) (int, error) {
 		return 0, usagef("--interval must be positive for watch")
 	}
 	a := c.app
-	out := &eventWriter{w: a.stdout, json: c.json, health: map[string]probe.Health{}}
+	out := &eventWriter{w: a.stdout, json: c.format.IsJSON(), wide: c.format == cliutil.Wide, health: map[string]probe.Health{}}
 
 	prober := probe.New(cs.checker,
 		probe.WithInterval(cs.interval),
@@ -106,7 +112,15 @@ func (c *watchCmd) exec(ctx context.Context, args []string) (int, error) {
 
 	known := map[string]resolver.Endpoint{}
 	lastErr := ""
+	if sess.startErr != nil {
+		lastErr = sess.startErr.Error()
+		out.write(watchEvent{Event: "error", Error: lastErr})
+	}
+	answered := false // etcd (or DNS) answered once
 	err = sess.res.Watch(ctx, func(st resolver.State) {
+		if st.Err == nil {
+			answered = true
+		}
 		if st.Err != nil {
 			if msg := stripPkg(st.Err).Error(); msg != lastErr {
 				lastErr = msg
@@ -153,18 +167,23 @@ func (c *watchCmd) exec(ctx context.Context, args []string) (int, error) {
 		prober.SetAddrs(addrs)
 	})
 	if ctx.Err() != nil {
+		if !answered && lastErr != "" {
+			// Interrupted before the target ever resolved: a script
+			// must not read this run as a success.
+			return a.fail(exitEtcd, "interrupted; %s never answered: %s", sess.target, lastErr), nil
+		}
 		return exitOK, nil
 	}
 	if errors.Is(err, resolver.ErrClientClosed) {
-		return a.fail(exitFailure, "etcd client closed"), nil
+		return a.fail(exitEtcd, "etcd client closed"), nil
 	}
-	return a.fail(exitFailure, "watch %s: %v", sess.target, stripPkg(err)), nil
+	return a.fail(exitEtcd, "watch %s: %v", sess.target, stripPkg(err)), nil
 }
 
 // endpointEvent describes ep.
 func endpointEvent(kind string, ep resolver.Endpoint) watchEvent {
 	src := newSource(ep.Origin, nil)
-	ev := watchEvent{Event: kind, Addr: ep.Addr, State: "up", Zone: ep.Zone, Weight: ep.Weight, Source: &src}
+	ev := watchEvent{Event: kind, Addr: ep.Addr, State: "up", Zone: ep.Zone, Weight: ep.Weight, Labels: ep.Labels, Source: &src}
 	if ep.Draining {
 		ev.State = "draining"
 	}
@@ -212,6 +231,7 @@ type eventWriter struct {
 	mu     sync.Mutex
 	w      io.Writer
 	json   bool
+	wide   bool
 	health map[string]probe.Health // the last verdict per address
 }
 
@@ -252,11 +272,12 @@ func (o *eventWriter) write(ev watchEvent) {
 	if addr == "" {
 		addr = "-"
 	}
-	fmt.Fprintf(o.w, "%s  %-9s  %-21s  %s\n", ev.Time.Format("2006-01-02T15:04:05.000Z07:00"), ev.Event, addr, ev.detail())
+	fmt.Fprintf(o.w, "%s  %-9s  %-21s  %s\n", ev.Time.Format("2006-01-02T15:04:05.000Z07:00"), ev.Event, addr, ev.detail(o.wide))
 }
 
-// detail is the text form of an event's fields after the address.
-func (ev watchEvent) detail() string {
+// detail is the text form of an event's fields after the address; wide
+// adds the instance ID and version.
+func (ev watchEvent) detail(wide bool) string {
 	var parts []string
 	switch ev.Event {
 	case "added", "removed", "changed":
@@ -266,6 +287,15 @@ func (ev watchEvent) detail() string {
 		parts = append(parts, "state="+ev.State, fmt.Sprintf("weight=%d", ev.Weight))
 		if ev.Zone != "" {
 			parts = append(parts, "zone="+ev.Zone)
+		}
+		if len(ev.Labels) > 0 {
+			parts = append(parts, "labels="+fmtLabelList(ev.Labels))
+		}
+		if s := ev.Source; wide && s != nil && s.ID != "" {
+			parts = append(parts, "id="+s.ID)
+			if s.Version != "" {
+				parts = append(parts, "version="+s.Version)
+			}
 		}
 		if s := ev.Source; s != nil {
 			switch {

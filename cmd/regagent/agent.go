@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/smartroute/smartroute/internal/backoff"
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/probe"
 	"github.com/smartroute/smartroute/registry"
 )
@@ -45,6 +48,9 @@ type agent struct {
 	healthy      bool                   // the check's verdict: rise successes seen, not yet fall failures
 	draining     bool
 	lastErr      error // the latest failure to connect or register
+	// etcdAnswered is set once etcd answered the start-up check: an agent
+	// shut down before that exits exitEtcd.
+	etcdAnswered bool
 }
 
 // agentStatus is a consistent snapshot for /healthz and the gauges.
@@ -58,10 +64,6 @@ type agentStatus struct {
 // newAgent builds the agent from a validated config. Its errors are
 // configuration errors (an unreadable certificate file, say).
 func newAgent(cfg *config, log *slog.Logger) (*agent, error) {
-	etcdCfg, err := cfg.etcd.clientConfig()
-	if err != nil {
-		return nil, err
-	}
 	checker, err := cfg.check.checker()
 	if err != nil {
 		return nil, err
@@ -69,7 +71,7 @@ func newAgent(cfg *config, log *slog.Logger) (*agent, error) {
 	a := &agent{
 		cfg:     cfg,
 		log:     log,
-		etcdCfg: etcdCfg,
+		etcdCfg: cfg.etcd.client,
 		checker: checker,
 		backoff: backoff.Exponential{Initial: retryInitial, Max: retryMax},
 		changed: make(chan struct{}, 1),
@@ -84,7 +86,7 @@ func (a *agent) run(ctx context.Context) int {
 	stopHTTP, err := a.serveHTTP()
 	if err != nil {
 		a.log.Error("cannot serve /metrics and /healthz", "listen", a.cfg.listen, "err", err)
-		return 1
+		return exitFailure
 	}
 	defer stopHTTP()
 
@@ -129,7 +131,11 @@ func (a *agent) run(ctx context.Context) int {
 				delay := a.backoff.Delay(attempt)
 				attempt++
 				msg := "not registered; retrying"
-				if errors.Is(err, registry.ErrDuplicateInstance) {
+				var ee *cliutil.EtcdError
+				switch {
+				case errors.As(err, &ee):
+					msg = "etcd cannot be used; retrying"
+				case errors.Is(err, registry.ErrDuplicateInstance):
 					// Typically our own predecessor, killed: its key
 					// expires within the TTL.
 					msg = "not registered: the key is held by another lease; retrying until it expires"
@@ -162,13 +168,26 @@ func (a *agent) run(ctx context.Context) int {
 // reconcile makes the registration match the check's verdict: it connects
 // to etcd if not yet connected, registers while healthy, deregisters while
 // not. An error means "try again later".
+//
+// Connecting is cliutil.CheckEtcd: within --etcd-dial-timeout it reaches
+// etcd, authenticates and checks that the instance's key may be written,
+// so that a wrong endpoint, CA, certificate, password or role is reported
+// (logged, on /healthz, in register_failures_total) at start-up, whatever
+// the local check says, and by its cause.
 func (a *agent) reconcile(ctx context.Context, cli **clientv3.Client) error {
 	if *cli == nil {
-		c, err := clientv3.New(a.etcdCfg)
+		c, err := cliutil.CheckEtcd(ctx, a.etcdCfg, a.etcdAccess())
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // shutting down
+			}
 			a.failed(err)
-			return fmt.Errorf("connect to %v: %w", a.cfg.etcd.endpoints, err)
+			return err
 		}
+		a.mu.Lock()
+		a.etcdAnswered, a.lastErr = true, nil
+		a.mu.Unlock()
+		a.log.Info("etcd reached", "endpoints", a.cfg.etcd.endpoints)
 		*cli = c
 	}
 	a.mu.Lock()
@@ -189,7 +208,15 @@ func (a *agent) reconcile(ctx context.Context, cli **clientv3.Client) error {
 			if ctx.Err() != nil {
 				return nil // shutting down
 			}
+			err = cliutil.DiagnoseEtcdWith(ctx, *cli, err, a.etcdCfg, a.etcdAccess(), a.cfg.ttl)
 			a.failed(err)
+			var ee *cliutil.EtcdError
+			if errors.As(err, &ee) {
+				// Check etcd again before the next attempt: it names
+				// the cause within the dial timeout.
+				(*cli).Close()
+				*cli = nil
+			}
 			return err
 		}
 		a.mu.Lock()
@@ -208,6 +235,17 @@ func (a *agent) reconcile(ctx context.Context, cli **clientv3.Client) error {
 	return nil
 }
 
+// etcdAccess is what the agent needs of etcd: to write its instance's
+// key.
+func (a *agent) etcdAccess() cliutil.Access {
+	return cliutil.Access{
+		Key:         registry.Key(a.cfg.etcd.prefix, a.cfg.instance.Service, cmp.Or(a.cfg.instance.ID, a.cfg.instance.Addr)),
+		Write:       true,
+		GrantPrefix: strings.TrimSuffix(a.cfg.etcd.prefix, "/") + "/",
+		Role:        "smartroute-registrant",
+	}
+}
+
 // failed records a failed attempt to connect or register.
 func (a *agent) failed(err error) {
 	a.m.registerFailures.Inc()
@@ -223,10 +261,15 @@ func (a *agent) shutdown() int {
 	a.mu.Lock()
 	r := a.registration
 	a.draining = true
+	answered, lastErr := a.etcdAnswered, a.lastErr
 	a.mu.Unlock()
 	if r == nil {
+		if !answered && lastErr != nil {
+			a.log.Error("shutting down; etcd never answered, the instance was never registered", "err", lastErr)
+			return exitEtcd
+		}
 		a.log.Info("shutting down; the instance was not registered")
-		return 0
+		return exitOK
 	}
 	a.log.Info("shutting down: draining", "key", r.Key(), "drain_period", a.cfg.drainPeriod.String())
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.etcd.dialTimeout)
@@ -250,7 +293,7 @@ func (a *agent) shutdown() int {
 	} else {
 		a.log.Info("deregistered", "key", r.Key())
 	}
-	return 0
+	return exitOK
 }
 
 // onCheck receives every completed check from the prober. It must not
@@ -299,6 +342,10 @@ func (a *agent) status() agentStatus {
 		}
 	case a.draining:
 		s.reason = "shutting down"
+	case a.lastErr != nil && !a.etcdAnswered:
+		// etcd first: the instance cannot be registered whatever the
+		// local check says.
+		s.reason = fmt.Sprintf("not registered: %v", a.lastErr)
 	case !a.healthy && a.last.Checks == 0:
 		s.reason = "not registered: waiting for the first local check"
 	case !a.healthy && a.last.Health == probe.Unhealthy:

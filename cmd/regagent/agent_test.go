@@ -264,8 +264,8 @@ func TestListenAddressTakenExits1(t *testing.T) {
 	select {
 	case code := <-a.done:
 		a.once.Do(func() { a.code = code })
-		if code != exitError {
-			t.Errorf("exit code %d, want %d", code, exitError)
+		if code != exitFailure {
+			t.Errorf("exit code %d, want %d", code, exitFailure)
 		}
 	case <-time.After(shortWait):
 		t.Fatal("agent kept running with its --listen address taken")

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/probe"
 	"github.com/smartroute/smartroute/registry"
 )
@@ -20,10 +23,7 @@ import (
 // Defaults of the flags that are not the registry's or the probe's own.
 const (
 	// defaultEndpoints is etcd's own default client URL, as etcdctl uses.
-	defaultEndpoints = "127.0.0.1:2379"
-	// defaultDialTimeout bounds one attempt to reach etcd; the agent keeps
-	// retrying after it.
-	defaultDialTimeout = 5 * time.Second
+	defaultEndpoints = cliutil.DefaultEtcdEndpoints
 	// defaultDrainPeriod leaves clients time to see the draining state
 	// (well under a second through an etcd watch) and to finish the
 	// requests already sent, within Kubernetes' default 30 s grace period.
@@ -41,9 +41,15 @@ const (
 	// would take minutes to decide anything.
 	maxRiseFall = 100
 	// envPrefix prefixes the environment variable of every flag:
-	// --etcd-endpoints is SMARTROUTE_ETCD_ENDPOINTS.
-	envPrefix = "SMARTROUTE"
+	// --etcd-endpoints is REGAGENT_ETCD_ENDPOINTS. It is the command's
+	// own, so that a variable meant for lbprobe never changes regagent.
+	envPrefix = "REGAGENT"
 )
+
+// noEnvFlags are read from the command line only: --version (so that no
+// environment variable or config line can turn a sidecar into a program
+// that prints its version and exits 0) and --config itself in the file.
+var noEnvFlags = []string{"version"}
 
 // Check types accepted by --check.
 var checkTypes = []string{"http", "https", "tcp", "grpc", "tls"}
@@ -62,12 +68,8 @@ type config struct {
 }
 
 type etcdConfig struct {
+	client      clientv3.Config // endpoints as URLs, TLS, credentials
 	endpoints   []string
-	caFile      string
-	certFile    string
-	keyFile     string
-	user        string
-	password    string
 	dialTimeout time.Duration
 	prefix      string
 }
@@ -92,10 +94,7 @@ type checkConfig struct {
 
 // rawFlags holds the flag values as parsed, before validation.
 type rawFlags struct {
-	endpoints                               listValue
-	etcdCA, etcdCert, etcdKey               string
-	etcdUser, etcdPassword                  string
-	dialTimeout                             durationValue
+	etcd                                    cliutil.EtcdFlags
 	prefix                                  string
 	service, id, addr, zone, instVersion    string
 	weight                                  intValue
@@ -118,8 +117,6 @@ func newFlagSet(r *rawFlags, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("regagent", flag.ContinueOnError)
 	fs.SetOutput(out)
 
-	r.endpoints = listValue{defaultEndpoints}
-	r.dialTimeout = durationValue(defaultDialTimeout)
 	r.weight = registry.DefaultWeight
 	r.labels = labelsValue{}
 	r.ttl = durationValue(registry.DefaultTTL)
@@ -130,13 +127,7 @@ func newFlagSet(r *rawFlags, out io.Writer) *flag.FlagSet {
 	r.drainPeriod = durationValue(defaultDrainPeriod)
 
 	// etcd
-	fs.Var(&r.endpoints, "etcd-endpoints", "comma-separated etcd endpoints (host:port, http:// or https:// URLs)")
-	fs.StringVar(&r.etcdCA, "etcd-cacert", "", "PEM file of the CAs that sign etcd's server certificate (turns on TLS)")
-	fs.StringVar(&r.etcdCert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key)")
-	fs.StringVar(&r.etcdKey, "etcd-key", "", "PEM private key of --etcd-cert")
-	fs.StringVar(&r.etcdUser, "etcd-user", "", "etcd user name, or user:password")
-	fs.StringVar(&r.etcdPassword, "etcd-password", "", "etcd password (prefer the SMARTROUTE_ETCD_PASSWORD environment variable)")
-	fs.Var(&r.dialTimeout, "etcd-dial-timeout", "timeout of one attempt to reach etcd; the agent keeps retrying")
+	r.etcd.Register(fs, envPrefix)
 	fs.StringVar(&r.prefix, "etcd-prefix", registry.DefaultPrefix, "etcd key prefix of the service registry")
 
 	// instance
@@ -147,7 +138,7 @@ func newFlagSet(r *rawFlags, out io.Writer) *flag.FlagSet {
 	fs.Var(&r.weight, "weight", fmt.Sprintf("relative weight of the instance, 1 to %d", maxWeight))
 	fs.StringVar(&r.instVersion, "instance-version", "", "version of the deployed service (informational)")
 	fs.Var(r.labels, "label", "label key=value; repeatable, or comma-separated pairs")
-	fs.Var(&r.ttl, "ttl", fmt.Sprintf("lease TTL: a crashed agent's instance disappears within it (at least %v, whole seconds)", registry.MinTTL))
+	fs.Var(&r.ttl, "ttl", fmt.Sprintf("lease TTL in whole seconds (etcd's unit), at least %v: a crashed agent's instance disappears within it", registry.MinTTL))
 
 	// local health check
 	fs.StringVar(&r.check, "check", defaultCheck, "local health check: "+strings.Join(checkTypes, "|"))
@@ -166,10 +157,10 @@ func newFlagSet(r *rawFlags, out io.Writer) *flag.FlagSet {
 	// lifecycle and operations
 	fs.Var(&r.drainPeriod, "drain-period", "on SIGTERM/SIGINT, how long the instance stays registered as draining before it is deregistered")
 	fs.StringVar(&r.listen, "listen", defaultListen, `address of the /metrics and /healthz server ("off" or "" turns it off)`)
-	fs.StringVar(&r.configFile, "config", "", "config file: one `flag value` per line, # comments")
+	fs.StringVar(&r.configFile, "config", "", "config file: one flag name and value per line, # comments")
 	fs.StringVar(&r.logFormat, "log-format", "text", "log format: text|json")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug|info|warn|error")
-	fs.BoolVar(&r.version, "version", false, "print the version and exit")
+	fs.BoolVar(&r.version, "version", false, "print the version and exit (command line only)")
 	return fs
 }
 
@@ -187,40 +178,11 @@ func (r *rawFlags) validate() (*config, error) {
 	}
 
 	// etcd
-	c.etcd = etcdConfig{
-		caFile:      r.etcdCA,
-		certFile:    r.etcdCert,
-		keyFile:     r.etcdKey,
-		user:        r.etcdUser,
-		password:    r.etcdPassword,
-		dialTimeout: time.Duration(r.dialTimeout),
-		prefix:      r.prefix,
-	}
-	if c.etcd.password == "" {
-		if u, p, ok := strings.Cut(c.etcd.user, ":"); ok {
-			c.etcd.user, c.etcd.password = u, p
-		}
-	}
-	if c.etcd.password != "" && c.etcd.user == "" {
-		bad("--etcd-password is set but --etcd-user is not")
-	}
-	if (r.etcdCert == "") != (r.etcdKey == "") {
-		bad("--etcd-cert and --etcd-key go together: set both or neither")
-	}
-	etcdTLS := r.etcdCA != "" || r.etcdCert != ""
-	for _, ep := range r.endpoints {
-		norm, err := checkEndpoint(ep, etcdTLS)
-		if err != nil {
-			bad("--etcd-endpoints: %v", err)
-			continue
-		}
-		c.etcd.endpoints = append(c.etcd.endpoints, norm)
-	}
-	if len(r.endpoints) == 0 {
-		bad("--etcd-endpoints is empty")
-	}
-	if c.etcd.dialTimeout <= 0 {
-		bad("--etcd-dial-timeout %v must be positive", c.etcd.dialTimeout)
+	c.etcd = etcdConfig{dialTimeout: time.Duration(r.etcd.DialTimeout), prefix: r.prefix}
+	if cc, err := r.etcd.Config(); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.etcd.client, c.etcd.endpoints = cc, cc.Endpoints
 	}
 	if !strings.HasPrefix(c.etcd.prefix, "/") {
 		bad("--etcd-prefix %q must start with /", c.etcd.prefix)
@@ -259,8 +221,12 @@ func (r *rawFlags) validate() (*config, error) {
 		}
 	}
 	c.ttl = time.Duration(r.ttl)
-	if c.ttl < registry.MinTTL {
+	switch {
+	case c.ttl < registry.MinTTL:
 		bad("--ttl %v is under the %v minimum", c.ttl, registry.MinTTL)
+	case c.ttl%time.Second != 0:
+		bad("--ttl %v is not a whole number of seconds (etcd leases count in seconds): use %v or %v",
+			c.ttl, c.ttl.Truncate(time.Second), c.ttl.Truncate(time.Second)+time.Second)
 	}
 
 	// check
@@ -429,35 +395,4 @@ func checkListen(s string) error {
 		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
 	}
 	return nil
-}
-
-// checkEndpoint validates one etcd endpoint and returns it as etcd's client
-// takes it: a URL, or host:port (which the client dials with TLS when a TLS
-// config is set).
-func checkEndpoint(ep string, tlsOn bool) (string, error) {
-	if !strings.Contains(ep, "://") {
-		if err := checkHostPort(ep); err != nil {
-			return "", err
-		}
-		return ep, nil
-	}
-	u, err := url.Parse(ep)
-	if err != nil {
-		return "", fmt.Errorf("%q is not a URL: %v", ep, err)
-	}
-	switch u.Scheme {
-	case "http":
-		if tlsOn {
-			return "", fmt.Errorf("%q is http:// but --etcd-cacert or --etcd-cert turns on TLS; use https://", ep)
-		}
-	case "https", "unix", "unixs":
-	default:
-		return "", fmt.Errorf("%q: scheme %q is not http, https, unix or unixs", ep, u.Scheme)
-	}
-	if u.Scheme == "http" || u.Scheme == "https" {
-		if err := checkHostPort(u.Host); err != nil {
-			return "", fmt.Errorf("%q: %v", ep, err)
-		}
-	}
-	return ep, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smartroute/smartroute/internal/certgen"
+	"github.com/smartroute/smartroute/internal/cliutil"
 	"github.com/smartroute/smartroute/registry"
 )
 
@@ -35,7 +36,7 @@ func writeFile(t *testing.T, name, content string) string {
 // loadConfig parses and validates as run does.
 func loadConfig(t *testing.T, args []string, env map[string]string) (*config, error) {
 	t.Helper()
-	r, _, err := parseArgs(args, envMap(env))
+	r, _, _, err := parseArgs(args, envMap(env))
 	if err != nil {
 		return nil, err
 	}
@@ -66,12 +67,12 @@ ttl 30s
 check-interval 3s
 `)
 	env := map[string]string{
-		"SMARTROUTE_CONFIG":           file, // the file itself may come from the environment
-		"SMARTROUTE_ZONE":             "env-zone",
-		"SMARTROUTE_WEIGHT":           "4",
-		"SMARTROUTE_LABEL":            "b=env,c=env",
-		"SMARTROUTE_INSTANCE_VERSION": "", // empty means unset, as in ff
-		"SMARTROUTE_CHECK_INTERVAL":   "2s",
+		"REGAGENT_CONFIG":           file, // the file itself may come from the environment
+		"REGAGENT_ZONE":             "env-zone",
+		"REGAGENT_WEIGHT":           "4",
+		"REGAGENT_LABEL":            "b=env,c=env",
+		"REGAGENT_INSTANCE_VERSION": "", // empty means unset, as in ff
+		"REGAGENT_CHECK_INTERVAL":   "2s",
 	}
 	cfg, err := loadConfig(t, []string{"--weight", "5", "--check-interval=1s", "--listen", ""}, env)
 	if err != nil {
@@ -141,7 +142,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("check defaults = %+v", cfg.check)
 	}
 	if cfg.ttl != registry.DefaultTTL || cfg.drainPeriod != defaultDrainPeriod || cfg.listen != defaultListen ||
-		cfg.etcd.endpoints[0] != defaultEndpoints || cfg.etcd.prefix != registry.DefaultPrefix || cfg.instance.Weight != 1 {
+		cfg.etcd.endpoints[0] != "http://"+defaultEndpoints || cfg.etcd.prefix != registry.DefaultPrefix || cfg.instance.Weight != 1 {
 		t.Errorf("defaults = %+v", cfg)
 	}
 }
@@ -153,7 +154,7 @@ func TestListenOffFromEnvironmentOrFile(t *testing.T) {
 		env  map[string]string
 	}{
 		{[]string{"--config", file}, nil},
-		{[]string{"--service", "api", "--addr", "h:1"}, map[string]string{"SMARTROUTE_LISTEN": "off"}},
+		{[]string{"--service", "api", "--addr", "h:1"}, map[string]string{"REGAGENT_LISTEN": "off"}},
 		{[]string{"--service", "api", "--addr", "h:1", "--listen="}, nil},
 	} {
 		cfg, err := loadConfig(t, tt.args, tt.env)
@@ -238,21 +239,21 @@ func TestBadConfigurationExits2NamingTheProblem(t *testing.T) {
 		{"bad label", []string{"--label", "canary"}, nil, `label "canary" is not key=value`},
 		{"empty label key", []string{"--label", "=x"}, nil, `label "=x" has an empty key`},
 		{"bad endpoint scheme", []string{"--etcd-endpoints", "ftp://127.0.0.1:2379"}, nil, `scheme "ftp" is not http, https, unix or unixs`},
-		{"bad endpoint", []string{"--etcd-endpoints", "127.0.0.1:2379,etcd-1"}, nil, `--etcd-endpoints: "etcd-1" is not host:port`},
+		{"bad endpoint", []string{"--etcd-endpoints", "127.0.0.1:2379,etcd-1"}, nil, `--etcd-endpoints: "etcd-1" is not host:port or a URL`},
 		{"http endpoint with TLS", []string{"--etcd-endpoints", "http://127.0.0.1:2379", "--etcd-cacert", "ca.pem"}, nil, "is http:// but --etcd-cacert or --etcd-cert turns on TLS"},
 		{"etcd cert without key", []string{"--etcd-cert", "c.pem"}, nil, "--etcd-cert and --etcd-key go together"},
-		{"password without user", []string{"--etcd-password", "secret"}, nil, "--etcd-password is set but --etcd-user is not"},
+		{"password without user", []string{"--etcd-password", "secret"}, nil, "an etcd password is set but --etcd-user is not"},
 		{"bad dial timeout", []string{"--etcd-dial-timeout", "0s"}, nil, "--etcd-dial-timeout 0s must be positive"},
 		{"bad prefix", []string{"--etcd-prefix", "services"}, nil, `--etcd-prefix "services" must start with /`},
 		{"bad listen", []string{"--listen", "9469"}, nil, `--listen: "9469" is not host:port`},
 		{"bad log format", []string{"--log-format", "xml"}, nil, `--log-format "xml" is not text or json`},
 		{"bad log level", []string{"--log-level", "loud"}, nil, `--log-level "loud" is not debug, info, warn or error`},
-		{"bad env var", nil, map[string]string{"SMARTROUTE_WEIGHT": "heavy"}, `invalid value "heavy" for SMARTROUTE_WEIGHT (--weight)`},
-		{"bad env duration", nil, map[string]string{"SMARTROUTE_TTL": "10"}, `SMARTROUTE_TTL (--ttl): time: missing unit in duration "10"`},
+		{"bad env var", nil, map[string]string{"REGAGENT_WEIGHT": "heavy"}, `invalid value "heavy" for REGAGENT_WEIGHT (--weight)`},
+		{"bad env duration", nil, map[string]string{"REGAGENT_TTL": "10"}, `REGAGENT_TTL (--ttl): time: missing unit in duration "10"`},
 		{"missing config file", []string{"--config", "/nonexistent/regagent.conf"}, nil, "--config /nonexistent/regagent.conf: open /nonexistent/regagent.conf: no such file or directory"},
-		{"config from env missing", nil, map[string]string{"SMARTROUTE_CONFIG": "/nonexistent/x.conf"}, "--config /nonexistent/x.conf: open"},
-		{"bad config line", []string{"--config", badFile}, nil, `line 4: error setting flag "weight" from config file: "lots" is not a whole number`},
-		{"unknown config key", []string{"--config", unknownFile}, nil, `line 2: config file flag "servise" not defined`},
+		{"config from env missing", nil, map[string]string{"REGAGENT_CONFIG": "/nonexistent/x.conf"}, "--config /nonexistent/x.conf: open"},
+		{"bad config line", []string{"--config", badFile}, nil, `line 4: invalid value "lots" for --weight: "lots" is not a whole number`},
+		{"unknown config key", []string{"--config", unknownFile}, nil, `line 2: no flag --servise`},
 		{"unreadable CA", []string{"--etcd-cacert", "/nonexistent/ca.pem"}, nil, "--etcd-cacert: open /nonexistent/ca.pem"},
 		{"CA not PEM", []string{"--etcd-cacert", notPEM}, nil, "no PEM certificate in the file"},
 		{"key does not match", []string{"--etcd-cert", certFile, "--etcd-key", notPEM}, nil, "--etcd-cert " + certFile},
@@ -311,7 +312,7 @@ func TestVersionAndHelp(t *testing.T) {
 	for _, flag := range []string{"--etcd-endpoints", "--etcd-cacert", "--etcd-cert", "--etcd-key", "--etcd-user",
 		"--etcd-password", "--service", "--id", "--addr", "--zone", "--weight", "--instance-version", "--label",
 		"--ttl", "--check ", "--check-target", "--check-interval", "--check-timeout", "--rise", "--fall",
-		"--drain-period", "--listen", "--config", "--log-format", "--version", "[$SMARTROUTE_ETCD_ENDPOINTS]"} {
+		"--drain-period", "--listen", "--config", "--log-format", "--version", "[$REGAGENT_ETCD_ENDPOINTS]"} {
 		if !strings.Contains(stdout, flag) {
 			t.Errorf("-h does not document %s", flag)
 		}
@@ -334,7 +335,7 @@ func TestVersionResolution(t *testing.T) {
 		{"no build info", "", nil, false, "(unknown)"},
 	}
 	for _, tt := range tests {
-		if got := resolveVersion(tt.ldflags, tt.bi, tt.ok); got != tt.want {
+		if got := cliutil.ResolveVersion(tt.ldflags, tt.bi, tt.ok); got != tt.want {
 			t.Errorf("%s: version = %q, want %q", tt.name, got, tt.want)
 		}
 	}

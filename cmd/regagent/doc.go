@@ -25,6 +25,18 @@
 //   - It is deregistered (its lease revoked, so the key goes at once) after
 //     --fall failed checks in a row, and registered again under a new lease
 //     when the check recovers.
+//   - At start-up, whatever the local check says, it checks within
+//     --etcd-dial-timeout that etcd can be used: reachable, TLS as
+//     configured, the credentials accepted, the instance's key writable.
+//     A failure is reported at once by its cause and fix (on stderr, on
+//     /healthz and in smartroute_regagent_register_failures_total): "etcd
+//     unreachable: no answer from http://10.0.0.5:2379 within 5s
+//     (connection refused)", "etcd's certificate ... is signed by an
+//     unknown authority", "etcd at ... requires a client certificate and
+//     none was given", "etcd at ... expects TLS and the client spoke plain
+//     HTTP" (and the reverse), "etcd refused user "agent": authentication
+//     failed", "etcd has authentication on and the request named no user",
+//     "etcd user "agent" (roles: ...) may not write /services/api/...".
 //   - While etcd is unreachable the agent keeps retrying with capped
 //     exponential backoff, also for its first connection; a lease that
 //     expired during an outage is replaced by a new one when etcd returns.
@@ -32,9 +44,9 @@
 //     (it expires within its TTL), not overwritten.
 //   - On SIGTERM or SIGINT the instance is marked draining (clients send it
 //     no new requests), stays so for --drain-period so that requests in
-//     flight finish, then is deregistered, and the agent exits 0. A second
-//     signal exits at once (status 1); the key then expires within the TTL,
-//     as it does when the agent is killed.
+//     flight finish, then is deregistered, and the agent exits 0 (3 when
+//     etcd never answered). A second signal exits at once (status 5); the
+//     key then expires within the TTL, as it does when the agent is killed.
 //
 // # Configuration
 //
@@ -42,12 +54,24 @@
 // it left unset:
 //
 //  1. on the command line: --service api;
-//  2. in the environment, as SMARTROUTE_ and the flag name in upper case
-//     with - turned into _: SMARTROUTE_SERVICE=api,
-//     SMARTROUTE_ETCD_PASSWORD=...;
-//  3. in the file named by --config (or SMARTROUTE_CONFIG), one flag per
+//  2. in the environment, as REGAGENT_ and the flag name in upper case
+//     with - turned into _: REGAGENT_SERVICE=api,
+//     REGAGENT_ETCD_PASSWORD=...;
+//  3. in the file named by --config (or REGAGENT_CONFIG), one flag per
 //     line as "name value", with # comments (github.com/peterbourgon/ff's
 //     plain format). See testdata/regagent.conf.
+//
+// --version is read from the command line only: no variable or file line
+// turns the sidecar into a program that prints its version and exits.
+// The SMARTROUTE_ variables that regagent and lbprobe both read before
+// version 0.2 are no longer read (a variable meant for one changed the
+// other); regagent warns when one is set and names its REGAGENT_ successor.
+//
+// Credentials: a URL in --etcd-endpoints with a user or password is
+// refused (the password is not repeated); give the password with
+// --etcd-password-file or REGAGENT_ETCD_PASSWORD, which ps does not show.
+// --etcd-password and --etcd-user user:password on the command line work,
+// with a warning. Passwords are never logged.
 //
 // A bad flag, environment variable or config file, a missing --service or
 // --addr, or an unreadable certificate file exits 2 with a message that
@@ -55,13 +79,14 @@
 //
 // etcd:
 //
-//	--etcd-endpoints    comma-separated host:port or URLs (default 127.0.0.1:2379)
+//	--etcd-endpoints    comma-separated host:port or http(s):// URLs, without credentials (default 127.0.0.1:2379)
 //	--etcd-cacert       CA bundle verifying etcd's server certificate; turns on TLS
 //	--etcd-cert         client certificate (with --etcd-key), read again at every handshake
 //	--etcd-key          its private key
-//	--etcd-user         user name, or user:password as etcdctl takes it
-//	--etcd-password     password; prefer SMARTROUTE_ETCD_PASSWORD, flags show in ps
-//	--etcd-dial-timeout timeout of one attempt to reach etcd (default 5s)
+//	--etcd-user         user name (user:password is accepted, with a warning)
+//	--etcd-password     password; prefer --etcd-password-file or REGAGENT_ETCD_PASSWORD, flags show in ps
+//	--etcd-password-file file holding the password (one trailing newline ignored)
+//	--etcd-dial-timeout bound of the start-up check and of one attempt to reach etcd (default 5s)
 //	--etcd-prefix       registry key prefix (default /services)
 //
 // The instance:
@@ -73,7 +98,7 @@
 //	--weight            relative weight, 1 to 10000 (default 1)
 //	--instance-version  deployed version, informational
 //	--label k=v         label; repeatable, or comma-separated pairs
-//	--ttl               lease TTL, at least 1s, whole seconds (default 10s)
+//	--ttl               lease TTL in whole seconds (1500ms is refused), at least 1s (default 10s)
 //
 // The local health check (the probe package):
 //
@@ -99,9 +124,10 @@
 //	--drain-period      how long the instance stays draining before it is deregistered (default 10s)
 //	--listen            address of the /metrics and /healthz server; off turns it off (default :9469)
 //	--config            config file, see above
-//	--log-format        text or json (default text); logs go to stderr
+//	--log-format        text or json (default text); logs go to stderr, durations
+//	                    and states as text ("ttl":"10s", "to":"healthy")
 //	--log-level         debug, info, warn or error (default info)
-//	--version           print the version and exit
+//	--version           print the version and exit (command line only)
 //
 // # Endpoints
 //
@@ -121,6 +147,24 @@
 //	smartroute_regagent_draining                       1 from the shutdown signal to deregistration
 //	smartroute_regagent_register_failures_total        failed attempts to connect or register
 //	smartroute_regagent_deregistrations_total{reason}  reason: unhealthy or shutdown
+//
+// # Exit codes
+//
+// One table for regagent and lbprobe:
+//
+//	0  success: every endpoint healthy, every identity valid, done
+//	1  some endpoints unhealthy or some identities invalid (lbprobe)
+//	2  usage error: a bad flag, argument, environment variable or config file
+//	3  etcd failure (unreachable, TLS, authentication, permission) or the
+//	   target could not be resolved; also after SIGTERM if etcd never answered
+//	4  none healthy: no endpoint healthy, no pick, no identity valid, or a
+//	   write refused
+//	5  other failure: interrupted, --listen taken, output not written, a
+//	   second signal
+//
+// regagent exits 0 after draining on SIGTERM, 2 for bad configuration, 3
+// when SIGTERM comes before etcd ever answered, 5 when --listen is taken or
+// on a second signal.
 //
 // # Version
 //

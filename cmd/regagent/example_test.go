@@ -26,10 +26,10 @@ func Example_usageErrors() {
 // file what both leave unset.
 func Example_precedence() {
 	env := map[string]string{
-		"SMARTROUTE_CONFIG": "testdata/regagent.conf", // service api, zone eu-west-1a, weight 2, ...
-		"SMARTROUTE_ZONE":   "eu-west-1b",
+		"REGAGENT_CONFIG": "testdata/regagent.conf", // service api, zone eu-west-1a, weight 2, ...
+		"REGAGENT_ZONE":   "eu-west-1b",
 	}
-	r, _, err := parseArgs([]string{"--weight", "5"}, func(k string) (string, bool) {
+	r, _, _, err := parseArgs([]string{"--weight", "5"}, func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok
 	})

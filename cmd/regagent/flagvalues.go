@@ -12,7 +12,7 @@ import (
 // labelsValue is the repeatable --label k=v flag. Each Set adds one or more
 // comma-separated pairs, so that the flag can be repeated on the command
 // line or in the config file and also given once in the environment
-// (SMARTROUTE_LABEL=canary=true,team=payments). A later value for the same
+// (REGAGENT_LABEL=canary=true,team=payments). A later value for the same
 // key wins.
 type labelsValue map[string]string
 

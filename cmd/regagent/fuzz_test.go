@@ -4,8 +4,10 @@ import (
 	"io"
 	"maps"
 	"os"
-	"strings"
+	"path/filepath"
 	"testing"
+
+	"github.com/smartroute/smartroute/internal/cliutil"
 )
 
 // FuzzConfigFile feeds arbitrary config files through the file parser and
@@ -27,12 +29,11 @@ func FuzzConfigFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, file string) {
 		r := new(rawFlags)
 		fs := newFlagSet(r, io.Discard)
-		err := configFileParser(strings.NewReader(file), func(name, value string) error {
-			if fs.Lookup(name) == nil {
-				return nil
-			}
-			return fs.Set(name, value)
-		})
+		path := filepath.Join(t.TempDir(), "regagent.conf")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := cliutil.ApplyConfigFile(fs, path, nil, append([]string{"config"}, noEnvFlags...))
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error message")

@@ -17,7 +17,7 @@ func main() {
 		cancel() // the first signal drains
 		s := <-sigs
 		fmt.Fprintf(os.Stderr, "regagent: second signal (%v): exiting at once; the instance expires with its lease\n", s)
-		os.Exit(exitError)
+		os.Exit(exitFailure)
 	}()
 	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }

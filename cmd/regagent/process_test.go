@@ -201,8 +201,8 @@ func TestProcess(t *testing.T) {
 		p.signal(t, syscall.SIGINT)
 		w.expect(t, shortWait, "the instance to read as draining", draining)
 		p.signal(t, syscall.SIGTERM)
-		if code := p.wait(t, shortWait); code != exitError {
-			t.Errorf("exit code %d after a second signal, want %d", code, exitError)
+		if code := p.wait(t, shortWait); code != exitFailure {
+			t.Errorf("exit code %d after a second signal, want %d", code, exitFailure)
 		}
 		if !strings.Contains(p.stderr.String(), "second signal") {
 			t.Errorf("stderr does not say why it exited:\n%s", p.stderr.String())

@@ -6,15 +6,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"strings"
+
+	"github.com/smartroute/smartroute/internal/cliutil"
 )
 
-// Exit codes.
+// Exit codes: the table both commands share (cliutil), of which regagent
+// uses these.
 const (
-	exitOK    = 0
-	exitError = 1 // a runtime failure, e.g. --listen is taken
-	exitUsage = 2 // a bad flag, environment variable or config file
+	exitOK      = cliutil.ExitOK      // drained and deregistered, or never registered
+	exitUsage   = cliutil.ExitUsage   // a bad flag, environment variable or config file
+	exitEtcd    = cliutil.ExitEtcd    // shut down while etcd had never answered
+	exitFailure = cliutil.ExitFailure // --listen taken, a second signal
 )
 
 // run is the whole program but for signal handling: it parses args (and
@@ -23,13 +25,11 @@ const (
 func run(ctx context.Context, args []string, env lookupEnv, stdout, stderr io.Writer) int {
 	usageErr := func(err error) int {
 		// One line per problem: validation reports them all at once.
-		for line := range strings.SplitSeq(err.Error(), "\n") {
-			fmt.Fprintf(stderr, "regagent: %s\n", line)
-		}
+		fmt.Fprint(stderr, joinLines(err, "regagent: "))
 		fmt.Fprintln(stderr, "Run 'regagent -h' for usage.")
 		return exitUsage
 	}
-	r, fs, err := parseArgs(args, env)
+	r, fs, cmdline, err := parseArgs(args, env)
 	if err != nil {
 		if errors.Is(err, errHelp) {
 			printUsage(stdout, fs)
@@ -41,11 +41,17 @@ func run(ctx context.Context, args []string, env lookupEnv, stdout, stderr io.Wr
 		fmt.Fprintf(stdout, "regagent %s\n", versionString())
 		return exitOK
 	}
+	for _, w := range cliutil.LegacyEnvWarnings(fs, envPrefix, env, noEnvFlags) {
+		fmt.Fprintf(stderr, "regagent: warning: %s\n", w)
+	}
 	cfg, err := r.validate()
 	if err != nil {
 		return usageErr(err)
 	}
-	a, err := newAgent(cfg, newLogger(cfg, stderr))
+	for _, w := range r.etcd.Warnings(cmdline) {
+		fmt.Fprintf(stderr, "regagent: warning: %s\n", w)
+	}
+	a, err := newAgent(cfg, cliutil.NewLogger(stderr, cfg.logFormat, cfg.logLevel))
 	if err != nil {
 		return usageErr(err)
 	}
@@ -53,17 +59,9 @@ func run(ctx context.Context, args []string, env lookupEnv, stdout, stderr io.Wr
 }
 
 // parseArgs parses the flags from args, env and the config file.
-func parseArgs(args []string, env lookupEnv) (*rawFlags, *flag.FlagSet, error) {
+func parseArgs(args []string, env lookupEnv) (*rawFlags, *flag.FlagSet, map[string]bool, error) {
 	r := new(rawFlags)
 	fs := newFlagSet(r, io.Discard)
-	return r, fs, parseFlags(fs, args, env)
-}
-
-// newLogger returns the logger --log-format and --log-level ask for.
-func newLogger(cfg *config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.logLevel}
-	if cfg.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	cmdline, err := parseFlags(fs, args, env)
+	return r, fs, cmdline, err
 }

@@ -31,7 +31,7 @@ func TestEtcdWithClientCertificateTLS(t *testing.T) {
 	// The CA comes from the config file, the client certificate from the
 	// environment: the three sources combine.
 	conf := writeFile(t, "regagent.conf", "etcd-cacert "+caFile+"\n")
-	env := map[string]string{"SMARTROUTE_ETCD_CERT": agentCert, "SMARTROUTE_ETCD_KEY": agentKey}
+	env := map[string]string{"REGAGENT_ETCD_CERT": agentCert, "REGAGENT_ETCD_KEY": agentKey}
 	a := startAgent(t, env, agentArgs(c, "--id", "with-cert", "--addr", b.Addr(), "--config", conf)...)
 	waitHealthz(t, a.httpAddr(t), http.StatusOK, "registered")
 	resp, err := getKey(t, cli, registry.Key(registry.DefaultPrefix, "api", "with-cert"))
@@ -71,7 +71,7 @@ func TestEtcdWithUserAndPassword(t *testing.T) {
 	wrong := startAgent(t, nil, agentArgs(c, "--id", "wrong", "--addr", b.Addr(), "--etcd-user", "root:nope", dial)...)
 	wrongAddr := wrong.httpAddr(t)
 
-	a := startAgent(t, map[string]string{"SMARTROUTE_ETCD_PASSWORD": password},
+	a := startAgent(t, map[string]string{"REGAGENT_ETCD_PASSWORD": password},
 		agentArgs(c, "--id", "right", "--addr", b.Addr(), "--etcd-user", "root", dial)...)
 	waitHealthz(t, a.httpAddr(t), http.StatusOK, "registered")
 	resp, err := getKey(t, cli, registry.Key(registry.DefaultPrefix, "api", "right"))

@@ -57,7 +57,7 @@ func TestSidecarWithSampleConfig(t *testing.T) {
 		"--check-interval", "100ms", "--check-timeout", "100ms",
 		"--drain-period", "500ms",
 		"--listen", "off")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no SMARTROUTE_* from the test's environment
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no REGAGENT_* from the test's environment
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -64,7 +64,7 @@ func ExampleClient_Pick() {
 		log.Fatal(err)
 	}
 	fmt.Println(ch.Addr == addr, ch.Reason)
-	// Output: true next in turn among 1 endpoints
+	// Output: true next in turn among 1 endpoint
 }
 
 // The smartroute balancer for gRPC: register it once, then select it in

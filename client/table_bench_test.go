@@ -54,7 +54,7 @@ func BenchmarkTableUpdate(b *testing.B) {
 //	go test -run '^$' -bench BenchmarkTableRebuild -benchmem ./client
 func BenchmarkTableRebuild(b *testing.B) {
 	for _, policy := range Policies() {
-		b.Run(fmt.Sprintf("%s/n=10000", policy), func(b *testing.B) {
+		b.Run(string(policy), func(b *testing.B) {
 			tb, _ := testTable(b, addrs(10000), WithoutProbe(), WithPolicy(policy), WithHashKey(HashByHeader("X")))
 			addr := addrs(10000)[4321].Addr
 			health := []probe.Health{probe.Unhealthy, probe.Healthy}
@@ -67,14 +67,14 @@ func BenchmarkTableRebuild(b *testing.B) {
 	}
 }
 
-// BenchmarkGRPCStartup replays what endpointsharding hands the balancer
+// BenchmarkBalancerStartup replays what endpointsharding hands the balancer
 // while n subchannels connect one after the other: n updates, each with
 // every child's state. ns/endpoint should stay flat as n grows: one
 // update costs a comparison per unchanged child, and snapshots are rebuilt
 // at most once a millisecond, not once per child.
 //
-//	go test -run '^$' -bench BenchmarkGRPCStartup ./client
-func BenchmarkGRPCStartup(b *testing.B) {
+//	go test -run '^$' -bench BenchmarkBalancerStartup ./client
+func BenchmarkBalancerStartup(b *testing.B) {
 	for _, n := range []int{250, 500, 1000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			eps := addrs(n)

@@ -25,10 +25,11 @@ const (
 	candidateFloor = 0.01
 	// exploreBase is how long an endpoint as fast as the best may go
 	// unmeasured before a request is sent to it to measure it again; an
-	// endpoint r times slower than the best waits r² as long (capped by
-	// the latency decay, WithLatencyDecay). A backend that became fast
-	// again is thus found within seconds, while one that stays slow
-	// costs an exploratory request every few seconds.
+	// endpoint r times slower than the best waits r times as long (capped
+	// by the latency decay, WithLatencyDecay), within the exploration
+	// budget (exploreShare). A backend that became fast again is thus
+	// found within a second or two, while one that stays slow costs an
+	// exploratory request every second or so.
 	exploreBase = 100 * time.Millisecond
 	// exploreMax is the most endpoints one refresh sends an exploratory
 	// request to: a new endpoint gets its first request within a refresh
@@ -53,21 +54,26 @@ const (
 // (ns), and its load (requests in flight, by this client or, when the
 // server reports it, in all).
 //
-//   - The latency estimate (estimate.go) is multiplied by (1 + the failure
-//     penalty), which decays within about a second.
-//   - Load is the client's own requests in flight or the server's reported
-//     requests in flight, whichever is more; a report counts less as it
-//     ages (it is halved within loadReportTau) and not at all after
-//     maxReportAge.
-//   - When the server reported a capacity and the load reaches it, the
-//     endpoint is hot, as Prequal calls it: every full round of capacity
-//     ahead of the request adds one service time.
+//   - Latency: the estimate of recent answers (estimate.go). What it holds
+//     above the endpoint's latency floor (its best answers) fades within
+//     estimateMemory when nothing new comes, and counts once more while it
+//     lasts: the choice is averse to endpoints whose answers spread.
+//   - Load reports (package loadreport): load is this client's requests in
+//     flight or the server's reported ones, whichever is more; an older
+//     report counts less (halved within loadReportTau, towards the
+//     endpoint's usual load) and not at all after maxReportAge. With a
+//     reported capacity, the cost is the floor times the queue a fresh
+//     report shows (Prequal's hot endpoints: each full round of capacity
+//     ahead adds a service time), moving, as the report ages, to the floor
+//     times the risk its usual load implies.
+//   - Failures multiply the cost by (1 + the failure penalty), which fades
+//     within about a second.
+//   - An endpoint no request has measured yet, with a request already on
+//     its way to it, counts as the failure penalty (Finagle's cold-start
+//     rule), so that a slow newcomer cannot take a burst.
 //   - While requests wait for an answer, the time since the endpoint last
 //     answered one is a lower bound on its latency: a backend that stalls
 //     loses traffic before its first slow answer.
-//   - An endpoint no request has measured yet, with a request already
-//     on its way to it, counts as the failure penalty (Finagle's
-//     cold-start rule), so that a slow newcomer cannot take a burst.
 func (p *pool) expected(i int, cfg *config, now int64) (cost, load float64) {
 	cost, load, _ = p.expectedHot(i, cfg, now)
 	return cost, load
@@ -120,6 +126,9 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 				// is what keeps independent clients from piling onto the
 				// same one (they then queue less often than round robin's).
 				floor := loadFloat(&h.floor)
+				if floor == 0 {
+					floor = loadFloat(&h.est) // not measured yet: the seed
+				}
 				known := floor * (1 + math.Floor(rif/c))
 				usual := floor * (1 + mean/c) * (1 + mean/c)
 				cost = fresh*known + (1-fresh)*usual

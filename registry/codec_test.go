@@ -150,7 +150,7 @@ func TestRegisterRejectsBadInputNamingTheField(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r, err := registry.Register(ctx, cli, c.inst, c.opts...)
 			if err == nil {
-				r.Close()
+				r.Close(ctx)
 				t.Fatalf("Register(%+v) succeeded", c.inst)
 			}
 			if !strings.Contains(err.Error(), c.field) {

@@ -56,7 +56,7 @@ func TestWatchPrintsRegisterHealthChangeDrainAndDeregister(t *testing.T) {
 	}
 	saw("b draining", `^\S+  changed    `+q(b.Addr())+` +state up->draining state=draining`)
 
-	if err := reg.Close(); err != nil {
+	if err := reg.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	saw("b removed", `^\S+  removed    `+q(b.Addr())+` `)

@@ -142,6 +142,10 @@ func (m *Member) start() error {
 	client := mustURL(m.serverClientURL())
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
+	if a := m.cluster.cfg.auth; a != nil && a.TokenTTL > 0 {
+		cfg.AuthToken = "simple"
+		cfg.AuthTokenTTL = uint((a.TokenTTL + time.Second - 1) / time.Second)
+	}
 	if tc := m.cluster.cfg.clientTLS; tc != nil {
 		cfg.ClientTLSInfo = transport.TLSInfo{
 			CertFile:       tc.CertFile,

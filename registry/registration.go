@@ -449,9 +449,17 @@ func (r *Registration) hold(ctx context.Context, lease clientv3.LeaseID, rev int
 func (r *Registration) watchKey(ctx context.Context, lease clientv3.LeaseID, rev int64) (last int64, healthy bool, err error) {
 	wctx, cancel := context.WithCancel(etcdwatch.StreamContext(ctx))
 	defer cancel()
+	noAnswer := fmt.Errorf("registry: watch %s: %w within %v", r.key, etcdwatch.ErrNoAnswer, r.opts.etcdTimeout)
+	// The client's Watch blocks while it opens the stream on a connection
+	// that does not answer: cut it off if it takes longer than an answer
+	// may.
+	stuck := time.AfterFunc(r.opts.etcdTimeout, cancel)
+	wch := r.cli.Watch(wctx, r.key, clientv3.WithRev(rev+1), clientv3.WithCreatedNotify())
+	if !stuck.Stop() {
+		return rev, false, noAnswer
+	}
 	chk := etcdwatch.StartChecker(wctx, r.cli, r.opts.checkInterval, r.opts.etcdTimeout)
 	defer chk.Stop()
-	wch := r.cli.Watch(wctx, r.key, clientv3.WithRev(rev+1), clientv3.WithCreatedNotify())
 	created := time.NewTimer(r.opts.etcdTimeout)
 	defer created.Stop()
 	var since time.Time // when the watch was created
@@ -461,7 +469,7 @@ func (r *Registration) watchKey(ctx context.Context, lease clientv3.LeaseID, rev
 		case <-ctx.Done():
 			return rev, up(), nil
 		case <-created.C:
-			return rev, false, fmt.Errorf("registry: watch %s: %w within %v", r.key, etcdwatch.ErrNoAnswer, r.opts.etcdTimeout)
+			return rev, false, noAnswer
 		case err := <-chk.Failed():
 			return rev, up(), fmt.Errorf("registry: watch %s: %w", r.key, err)
 		case wr, ok := <-wch:

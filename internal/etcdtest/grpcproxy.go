@@ -1,6 +1,7 @@
 package etcdtest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
@@ -26,12 +27,18 @@ import (
 //
 // Clients reach it through a toxiproxy proxy (Proxy), so that tests can cut
 // them off from it.
+//
+// It refuses a cluster with auth on: the proxy watches the cluster's leader
+// through its own client, which carries no token, so etcd refuses that
+// watch and the proxy retries it ten times a second; clientv3's watch
+// teardown can deadlock under that churn.
 type GRPCProxy struct {
 	upstream *clientv3.Client
 	server   *grpc.Server
 	proxy    *toxiproxy.Proxy
 	addr     string // what clients dial, through the toxiproxy
 	cluster  *Cluster
+	cancel   context.CancelFunc
 	done     []<-chan struct{}
 	served   chan struct{}
 }
@@ -41,10 +48,11 @@ type GRPCProxy struct {
 // reaches the members with the cluster's TLS, when it has some.
 func (c *Cluster) StartGRPCProxy(t testing.TB) *GRPCProxy {
 	t.Helper()
+	if c.cfg.auth != nil {
+		t.Fatal("etcdtest: StartGRPCProxy: not with WithAuth (see GRPCProxy)")
+	}
 	cfg := c.ClientConfig()
-	// The proxy logs in as nobody: it forwards each caller's token, as
-	// etcd's grpc-proxy command does.
-	cfg.Username, cfg.Password = "", ""
+	// As etcd's grpc-proxy command does: forward each caller's token.
 	cfg.DialOptions = append(cfg.DialOptions,
 		grpc.WithUnaryInterceptor(grpcproxy.AuthUnaryClientInterceptor),
 		grpc.WithStreamInterceptor(grpcproxy.AuthStreamClientInterceptor))
@@ -52,12 +60,17 @@ func (c *Cluster) StartGRPCProxy(t testing.TB) *GRPCProxy {
 	if err != nil {
 		t.Fatalf("etcdtest: grpc proxy client: %v", err)
 	}
-	p := &GRPCProxy{upstream: upstream, cluster: c, served: make(chan struct{})}
+	// The watch and lease proxies run under a context of their own, ended
+	// (and waited for) before the upstream client closes: closing the
+	// client under their running watches can deadlock clientv3's watch
+	// shutdown.
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &GRPCProxy{upstream: upstream, cluster: c, served: make(chan struct{}), cancel: cancel}
 
 	lg := zap.NewNop()
 	kvp, kvDone := grpcproxy.NewKvProxy(upstream)
-	watchp, watchDone := grpcproxy.NewWatchProxy(upstream.Ctx(), lg, upstream)
-	leasep, leaseDone := grpcproxy.NewLeaseProxy(upstream.Ctx(), upstream)
+	watchp, watchDone := grpcproxy.NewWatchProxy(ctx, lg, upstream)
+	leasep, leaseDone := grpcproxy.NewLeaseProxy(ctx, upstream)
 	clusterp, clusterDone := grpcproxy.NewClusterProxy(lg, upstream, "", "")
 	p.done = []<-chan struct{}{kvDone, watchDone, leaseDone, clusterDone}
 	p.server = grpc.NewServer(grpc.MaxConcurrentStreams(1 << 20))
@@ -98,8 +111,7 @@ func (p *GRPCProxy) Endpoint() string { return "http://" + p.addr }
 // Proxy returns the toxiproxy proxy between clients and the gRPC proxy.
 func (p *GRPCProxy) Proxy() *toxiproxy.Proxy { return p.proxy }
 
-// ClientConfig returns a client configuration for the gRPC proxy alone,
-// with the cluster's credentials, when it has some.
+// ClientConfig returns a client configuration for the gRPC proxy alone.
 func (p *GRPCProxy) ClientConfig() clientv3.Config {
 	cfg := p.cluster.ClientConfig()
 	cfg.Endpoints = []string{p.Endpoint()}
@@ -125,14 +137,14 @@ func (p *GRPCProxy) stop() {
 	// open would hold a graceful stop forever.
 	p.server.Stop()
 	<-p.served
-	p.upstream.Close()
+	p.cancel()
 	timeout := time.NewTimer(readyTimeout)
 	defer timeout.Stop()
 	for _, d := range p.done {
 		select {
 		case <-d:
 		case <-timeout.C:
-			return
 		}
 	}
+	p.upstream.Close()
 }

@@ -3,7 +3,9 @@ package resolver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -376,6 +378,33 @@ func TestEtcdResolverUsesPrefix(t *testing.T) {
 	s := w.waitAddrs(t, ctx, "127.0.0.1:8001")
 	if name := s.Endpoints[0].Origin.Name; name != "/prod/api/127.0.0.1:8001" {
 		t.Fatalf("origin name %q", name)
+	}
+}
+
+// Writer and reader given the same prefix agree, whatever its trailing
+// slashes; "/" is the root for both. Before, registry.WithPrefix("/")
+// wrote under /services while the resolver read /.
+func TestEtcdPrefixIsTheSameForWriterAndReader(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	ctx := timeout(t, 20*time.Second)
+	for i, tc := range []struct{ writer, reader, key string }{
+		{"/", "/", "/root/127.0.0.1:8001"},
+		{"/prod/", "/prod", "/prod/trail/127.0.0.1:8002"},
+		{"/stage", "/stage//", "/stage/trail2/127.0.0.1:8003"},
+	} {
+		service := strings.Split(tc.key, "/")[len(strings.Split(tc.key, "/"))-2]
+		addr := fmt.Sprintf("127.0.0.1:%d", 8001+i)
+		r := register(t, ctx, cli, registry.Instance{Service: service, Addr: addr}, registry.WithPrefix(tc.writer))
+		if r.Key() != tc.key {
+			t.Errorf("prefix %q: key %q, want %q", tc.writer, r.Key(), tc.key)
+		}
+		w := startWatch(t, ctx, newEtcd(t, cli, service, resolver.WithPrefix(tc.reader)))
+		s := w.waitAddrs(t, ctx, addr)
+		if name := s.Endpoints[0].Origin.Name; name != tc.key {
+			t.Errorf("reader prefix %q: origin %q, want %q", tc.reader, name, tc.key)
+		}
 	}
 }
 

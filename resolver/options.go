@@ -77,6 +77,7 @@ type options struct {
 	// dns
 	nameservers      []string
 	resolvConf       string
+	resolvConfPort   string // tests only (export_test.go): resolv.conf servers listen on 53
 	dnsTimeout       time.Duration
 	minRefresh       time.Duration
 	maxRefresh       time.Duration
@@ -85,13 +86,14 @@ type options struct {
 
 func newOptions(opts []Option) (options, error) {
 	o := options{
-		prefix:        registry.DefaultPrefix,
-		checkInterval: DefaultEtcdCheckInterval,
-		etcdTimeout:   DefaultEtcdTimeout,
-		resolvConf:    DefaultResolvConf,
-		dnsTimeout:    DefaultDNSTimeout,
-		minRefresh:    DefaultDNSMinRefresh,
-		maxRefresh:    DefaultDNSMaxRefresh,
+		prefix:         registry.DefaultPrefix,
+		checkInterval:  DefaultEtcdCheckInterval,
+		etcdTimeout:    DefaultEtcdTimeout,
+		resolvConf:     DefaultResolvConf,
+		resolvConfPort: defaultDNSPort,
+		dnsTimeout:     DefaultDNSTimeout,
+		minRefresh:     DefaultDNSMinRefresh,
+		maxRefresh:     DefaultDNSMaxRefresh,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -207,7 +209,10 @@ func WithNameservers(addrs ...string) Option {
 
 // WithResolvConf reads the name servers from a resolv.conf(5) file other
 // than DefaultResolvConf. Only its nameserver lines are used: names are
-// always looked up as given, fully qualified, without search domains.
+// always looked up as given, fully qualified, without search domains. The
+// file must be usable when the resolver is built; it is read again
+// whenever it changes (replaced, rewritten), and a version that is not
+// usable keeps the previous servers.
 func WithResolvConf(path string) Option {
 	return func(o *options) { o.resolvConf = path }
 }

@@ -24,7 +24,7 @@ func TestFaultRegistrationVerdicts(t *testing.T) {
 	m0 := c.Member(0)
 	ctx := timeout(t, 120*time.Second)
 	const (
-		ttl      = 2 * time.Second
+		ttl      = 4 * time.Second
 		interval = 150 * time.Millisecond
 		check    = time.Second
 	)

@@ -407,7 +407,7 @@ func (r *Registration) hold(ctx context.Context, lease clientv3.LeaseID, rev int
 		}
 		var healthy bool
 		if err == nil {
-			rev, healthy, err = r.watchKey(hctx, lease, rev)
+			healthy, err = r.watchKey(hctx, lease, rev)
 		}
 		if hctx.Err() != nil {
 			return context.Cause(hctx)
@@ -445,8 +445,8 @@ func (r *Registration) hold(ctx context.Context, lease clientv3.LeaseID, rev int
 // key again if it is deleted, and returns an error wrapping
 // ErrDuplicateInstance if another lease writes it. healthy reports whether
 // the watch was established and stayed up for at least a check interval;
-// err is why it ended, nil when ctx ended or etcd ended it cleanly.
-func (r *Registration) watchKey(ctx context.Context, lease clientv3.LeaseID, rev int64) (last int64, healthy bool, err error) {
+// err is why it ended, nil when ctx ended.
+func (r *Registration) watchKey(ctx context.Context, lease clientv3.LeaseID, rev int64) (healthy bool, err error) {
 	wctx, cancel := context.WithCancel(etcdwatch.StreamContext(ctx))
 	defer cancel()
 	noAnswer := fmt.Errorf("registry: watch %s: %w within %v", r.key, etcdwatch.ErrNoAnswer, r.opts.etcdTimeout)
@@ -456,7 +456,7 @@ func (r *Registration) watchKey(ctx context.Context, lease clientv3.LeaseID, rev
 	stuck := time.AfterFunc(r.opts.etcdTimeout, cancel)
 	wch := r.cli.Watch(wctx, r.key, clientv3.WithRev(rev+1), clientv3.WithCreatedNotify())
 	if !stuck.Stop() {
-		return rev, false, noAnswer
+		return false, noAnswer
 	}
 	chk := etcdwatch.StartChecker(wctx, r.cli, r.opts.checkInterval, r.opts.etcdTimeout)
 	defer chk.Stop()
@@ -467,14 +467,14 @@ func (r *Registration) watchKey(ctx context.Context, lease clientv3.LeaseID, rev
 	for {
 		select {
 		case <-ctx.Done():
-			return rev, up(), nil
+			return up(), nil
 		case <-created.C:
-			return rev, false, noAnswer
+			return false, noAnswer
 		case err := <-chk.Failed():
-			return rev, up(), fmt.Errorf("registry: watch %s: %w", r.key, err)
+			return up(), fmt.Errorf("registry: watch %s: %w", r.key, err)
 		case wr, ok := <-wch:
 			if !ok {
-				return rev, up(), fmt.Errorf("registry: watch %s: closed", r.key)
+				return up(), fmt.Errorf("registry: watch %s: closed", r.key)
 			}
 			chk.Heard()
 			if wr.Created && since.IsZero() {
@@ -485,22 +485,20 @@ func (r *Registration) watchKey(ctx context.Context, lease clientv3.LeaseID, rev
 				if etcdwatch.IsAuthError(err) {
 					err = fmt.Errorf("%w (watching again on a new stream, with a new token)", err)
 				}
-				return rev, up(), fmt.Errorf("registry: watch %s: %w", r.key, err)
+				return up(), fmt.Errorf("registry: watch %s: %w", r.key, err)
 			}
 			for _, ev := range wr.Events {
-				rev = ev.Kv.ModRevision
 				switch {
 				case ev.Type == mvccpb.DELETE:
 					r.log.Warn("registry: key deleted out of band; writing it again", "lease", leaseHex(lease))
 					wrctx, wrcancel := context.WithTimeout(ctx, r.opts.etcdTimeout)
-					nrev, err := r.writeIfMissing(wrctx, lease)
+					_, err := r.writeIfMissing(wrctx, lease)
 					wrcancel()
 					if err != nil {
-						return rev, up(), err
+						return up(), err
 					}
-					rev = max(rev, nrev)
 				case clientv3.LeaseID(ev.Kv.Lease) != lease:
-					return rev, up(), fmt.Errorf("registry: %q: key overwritten under lease %s: %w",
+					return up(), fmt.Errorf("registry: %q: key overwritten under lease %s: %w",
 						r.name, leaseHex(clientv3.LeaseID(ev.Kv.Lease)), ErrDuplicateInstance)
 				}
 			}
@@ -589,9 +587,9 @@ func (r *Registration) reacquire(ctx context.Context, old clientv3.LeaseID) (cli
 // attempt that must fail because another instance holds the key writes
 // nothing.
 func (r *Registration) acquire(ctx context.Context, prev clientv3.LeaseID) (clientv3.LeaseID, int64, error) {
-	actx, cancel := context.WithTimeout(ctx, r.opts.ttl)
-	defer cancel()
-	resp, err := r.cli.Get(actx, r.key)
+	rctx, cancel := context.WithTimeout(ctx, r.opts.ttl)
+	resp, err := r.cli.Get(rctx, r.key)
+	cancel()
 	if err != nil {
 		return 0, 0, fmt.Errorf("registry: register %q: read key: %w", r.name, err)
 	}
@@ -600,6 +598,9 @@ func (r *Registration) acquire(ctx context.Context, prev clientv3.LeaseID) (clie
 			return 0, 0, err
 		}
 	}
+	// A lease is worth writing under only until its TTL runs out.
+	actx, cancel := context.WithTimeout(ctx, r.opts.ttl)
+	defer cancel()
 	g, err := r.cli.Grant(actx, r.opts.ttlSeconds())
 	if err != nil {
 		return 0, 0, fmt.Errorf("registry: register %q: grant lease: %w", r.name, err)

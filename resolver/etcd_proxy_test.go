@@ -29,7 +29,7 @@ func TestEtcdThroughGRPCProxy(t *testing.T) {
 	metrics := prometheus.NewRegistry()
 
 	r := register(t, ctx, cli, registry.Instance{Service: "api", Addr: "127.0.0.1:8001"},
-		registry.WithTTL(2*time.Second), registry.WithLogger(reglog.Logger), registry.WithEtcdHealthCheck(quietCheck, quietTimeout))
+		registry.WithTTL(5*time.Second), registry.WithLogger(reglog.Logger), registry.WithEtcdHealthCheck(quietCheck, quietTimeout))
 	w := startWatch(t, ctx, newEtcd(t, cli, "api", resolver.WithLogger(rlog.Logger), resolver.WithRegisterer(metrics),
 		resolver.WithEtcdHealthCheck(quietCheck, quietTimeout)))
 	w.waitAddrs(t, ctx, "127.0.0.1:8001")

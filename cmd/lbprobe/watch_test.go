@@ -153,6 +153,7 @@ func TestWatchIsQuietOnAQuietCluster(t *testing.T) {
 				t.Errorf("%d raft entries written while watching", grown)
 			}
 
+			faulted := time.Now()
 			var restore func()
 			if members == 1 {
 				restore = c.Member(0).CutOff(t)
@@ -165,6 +166,7 @@ func TestWatchIsQuietOnAQuietCluster(t *testing.T) {
 				}
 			}
 			waitFor(t, watchWait, "an error line", func() bool { return strings.Contains(out.String(), " error ") })
+			t.Logf("error line %v after the fault", time.Since(faulted).Round(10*time.Millisecond))
 			restore()
 			waitFor(t, 2*watchWait, "a recovered line", func() bool { return strings.Contains(out.String(), " recovered ") })
 			cancel()

@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -119,21 +120,31 @@ func IsAuthError(err error) bool {
 		return false
 	}
 	err = rpctypes.Error(err)
-	for _, e := range []error{rpctypes.ErrInvalidAuthToken, rpctypes.ErrAuthOldRevision,
-		rpctypes.ErrUserEmpty, rpctypes.ErrPermissionDenied, rpctypes.ErrAuthFailed} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
 	var ee rpctypes.EtcdError
-	if errors.As(err, &ee) {
-		return ee.Code() == codes.Unauthenticated || ee.Code() == codes.PermissionDenied
+	if errors.As(err, &ee) && (ee.Code() == codes.Unauthenticated || ee.Code() == codes.PermissionDenied) {
+		return true
 	}
 	switch status.Code(err) {
 	case codes.Unauthenticated, codes.PermissionDenied:
 		return true
 	}
+	// A watch cancelled at creation carries the server's error as its
+	// cancel reason, whole ("rpc error: code = Unauthenticated desc =
+	// etcdserver: invalid auth token"), under FailedPrecondition.
+	msg := err.Error()
+	for _, e := range authErrors {
+		if errors.Is(err, e) || strings.Contains(msg, rpctypes.ErrorDesc(e)) {
+			return true
+		}
+	}
 	return false
+}
+
+// authErrors are the errors that a new token may cure, or that say the
+// user may not do what it asks.
+var authErrors = []error{
+	rpctypes.ErrGRPCInvalidAuthToken, rpctypes.ErrGRPCAuthOldRevision,
+	rpctypes.ErrGRPCUserEmpty, rpctypes.ErrGRPCPermissionDenied, rpctypes.ErrGRPCAuthFailed,
 }
 
 // Checker checks etcd with Check whenever the watch it serves has been

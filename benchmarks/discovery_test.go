@@ -62,7 +62,7 @@ func BenchmarkDiscovery(b *testing.B) {
 			arrivals.reset()
 			t0 := time.Now()
 			reg := register(b, cli, b1.Addr())
-			defer reg.Close()
+			defer reg.Close(context.Background())
 			if !waitFor(5*time.Second, func() bool { return arrivals.first.Load() != 0 }) {
 				b.Fatal("b1 got no request within 5s of its registration")
 			}
@@ -75,7 +75,7 @@ func BenchmarkDiscovery(b *testing.B) {
 			defer ld.stop()
 			reg := registered(b, cli, b1.Addr(), &arrivals)
 			t0 := time.Now()
-			if err := reg.Close(); err != nil {
+			if err := reg.Close(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 			return arrivals.lastAfter(b, t0)
@@ -86,7 +86,7 @@ func BenchmarkDiscovery(b *testing.B) {
 			ld := startLoad(b, cli)
 			defer ld.stop()
 			reg := registered(b, cli, b1.Addr(), &arrivals)
-			defer reg.Close()
+			defer reg.Close(context.Background())
 			t0 := time.Now()
 			if err := reg.Drain(ctx); err != nil {
 				b.Fatal(err)
@@ -105,7 +105,7 @@ func BenchmarkDiscovery(b *testing.B) {
 			var failures int64
 			runDiscovery(b, func(b *testing.B) time.Duration {
 				reg := register(b, cli, b1.Addr())
-				defer reg.Close()
+				defer reg.Close(context.Background())
 				ld := startLoad(b, cli, opts...)
 				defer ld.stop()
 				arrivals.reset()
@@ -166,7 +166,7 @@ func registered(b *testing.B, cli *clientv3.Client, addr string, a *arrivals) *r
 	a.reset()
 	reg := register(b, cli, addr)
 	if !waitFor(5*time.Second, func() bool { return a.first.Load() != 0 }) {
-		reg.Close()
+		reg.Close(context.Background())
 		b.Fatal("no request within 5s of the registration")
 	}
 	return reg

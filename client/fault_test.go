@@ -112,7 +112,7 @@ func registerBackend(t *testing.T, cli *clientv3.Client, b *testbackend.HTTP, tt
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { reg.Close() })
+	t.Cleanup(func() { reg.Close(context.Background()) })
 	return reg
 }
 
@@ -287,7 +287,7 @@ func TestFaultEmptySetIsHeldForTheGracePeriod(t *testing.T) {
 	}
 	start := time.Now()
 	for _, r := range regs {
-		if err := r.Close(); err != nil {
+		if err := r.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -52,7 +52,7 @@ func (e *grpcEnv) register(id, addr string) *registry.Registration {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() { reg.Close() })
+	e.t.Cleanup(func() { reg.Close(context.Background()) })
 	return reg
 }
 
@@ -185,7 +185,7 @@ func TestGRPCBalancerFollowsRegistrations(t *testing.T) {
 		_, _ = call(ctx, c)
 		return s2.Requests() > 0
 	})
-	if err := reg2.Close(); err != nil {
+	if err := reg2.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	waitQuiet(s2, "a deregistered server to stop receiving RPCs")

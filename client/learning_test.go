@@ -15,6 +15,7 @@ import (
 	"github.com/smartroute/smartroute/client"
 	"github.com/smartroute/smartroute/internal/testbackend"
 	"github.com/smartroute/smartroute/internal/testlog"
+	"github.com/smartroute/smartroute/registry"
 	"github.com/smartroute/smartroute/resolver"
 )
 
@@ -258,7 +259,7 @@ func TestNewEndpointGetsTrafficWithoutProbes(t *testing.T) {
 func TestGRPCEmptySetGraceKeepsRouting(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 	e := newGRPCEnv(t)
-	var regs []interface{ Close() error }
+	var regs []*registry.Registration
 	for i := range 2 {
 		_, reg := e.serve(fmt.Sprintf("s%d", i), time.Millisecond)
 		regs = append(regs, reg)
@@ -266,7 +267,7 @@ func TestGRPCEmptySetGraceKeepsRouting(t *testing.T) {
 	c := e.dial(`{"policy":"least_latency","probe":{"kind":"none"}}`, "")
 	waitAllServing(t, ctx, c, 2)
 	for _, reg := range regs {
-		if err := reg.Close(); err != nil {
+		if err := reg.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func TestSecureEtcdEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer reg.Close()
+			defer reg.Close(context.Background())
 			c := etcdClient(t, cli)
 			if name, err := get(ctx, c, "http"); err != nil || name != "b0" {
 				t.Fatalf("request through the etcd resolver: %q, %v", name, err)

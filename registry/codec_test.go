@@ -150,7 +150,7 @@ func TestRegisterRejectsBadInputNamingTheField(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r, err := registry.Register(ctx, cli, c.inst, c.opts...)
 			if err == nil {
-				r.Close()
+				r.Close(ctx)
 				t.Fatalf("Register(%+v) succeeded", c.inst)
 			}
 			if !strings.Contains(err.Error(), c.field) {
@@ -184,5 +184,20 @@ func TestKeySchema(t *testing.T) {
 	}
 	if _, _, err := registry.ParseKey("", "/services/api-canary"); err == nil {
 		t.Error("ParseKey accepted a key without an id")
+	}
+	// "/" is the root, not the default; normalizing twice changes nothing.
+	for _, p := range []string{"/", "//"} {
+		if got := registry.Key(p, "api", "i1"); got != "/api/i1" {
+			t.Errorf("Key(%q) = %q, want /api/i1", p, got)
+		}
+		if got := registry.ServicePrefix(p, "api"); got != "/api/" {
+			t.Errorf("ServicePrefix(%q) = %q, want /api/", p, got)
+		}
+		if s, id, err := registry.ParseKey(p, "/api/i1"); err != nil || s != "api" || id != "i1" {
+			t.Errorf("ParseKey(%q) = %q %q %v", p, s, id, err)
+		}
+	}
+	if a, b := registry.Key("/x", "api", "i1"), registry.Key("/x//", "api", "i1"); a != b {
+		t.Errorf("trailing slashes change the key: %q, %q", a, b)
 	}
 }

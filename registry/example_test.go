@@ -27,11 +27,20 @@ func ExampleRegister() {
 		Labels:  map[string]string{"canary": "true"},
 	}, registry.WithTTL(10*time.Second))
 	if err != nil {
-		log.Fatal(err) // errors.Is(err, registry.ErrDuplicateInstance) when the ID is taken
+		// errors.Is(err, registry.ErrDuplicateInstance) when the ID is
+		// live at another address. At the same address it is this
+		// instance before a restart: Register takes it over.
+		log.Fatal(err)
 	}
-	defer reg.Close() // revokes the lease: the key disappears at once
+	defer reg.Close(context.Background()) // revokes the lease: the key disappears at once
 
 	// ... serve ...
+
+	// Change the weight: the change applies to the current value and
+	// returns once etcd holds the result.
+	if err := reg.Update(ctx, func(i *registry.Instance) { i.Weight = 2 }); err != nil {
+		log.Print(err) // errors.Is(err, registry.ErrNotRegistered): written when registered again
+	}
 
 	// On shutdown: stop new requests first, finish the ones in flight.
 	if err := reg.Drain(ctx); err != nil {

@@ -38,7 +38,7 @@ func register(t *testing.T, ctx context.Context, cli *clientv3.Client, inst regi
 	if err != nil {
 		t.Fatalf("Register(%+v): %v", inst, err)
 	}
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { r.Close(context.Background()) })
 	return r
 }
 
@@ -233,26 +233,36 @@ func TestRegistrationRecoversAfterEtcdOutageLongerThanTTL(t *testing.T) {
 	}
 }
 
-func TestRegisterRefusesDuplicateInstance(t *testing.T) {
+func TestRegisterRefusesSameIDAtAnotherAddress(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
 	ctx := timeout(t, 20*time.Second)
 	first := register(t, ctx, cli, api)
+	before := c.RaftIndex()
 
 	dup := api
-	dup.Weight = 9
+	dup.ID = first.Instance().ID
+	dup.Addr = "127.0.0.1:9443"
 	_, err := registry.Register(ctx, c.Client(t), dup, registry.WithLogger(testlog.New(t)))
 	if !errors.Is(err, registry.ErrDuplicateInstance) {
 		t.Fatalf("second Register: err = %v, want ErrDuplicateInstance", err)
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1:8443") {
+		t.Errorf("error %q does not name the address that holds the ID", err)
 	}
 	val, lease, _ := get(t, ctx, cli, first.Key())
 	inst, err := registry.Decode(registry.DefaultPrefix, first.Key(), val)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inst.Weight != api.Weight || lease != first.Lease() {
+	if inst.Addr != api.Addr || lease != first.Lease() {
 		t.Fatalf("first registration overwritten: %+v lease %x", inst, lease)
+	}
+	// The key is read before a lease is granted: a refused registration
+	// writes nothing.
+	if after := c.RaftIndex(); after != before {
+		t.Errorf("a refused registration wrote %d raft entries, want none", after-before)
 	}
 }
 
@@ -280,11 +290,11 @@ func TestUpdateAndDrainAreVisibleToReaders(t *testing.T) {
 		return inst
 	}
 
-	up := r.Instance()
-	up.Weight = 7
-	up.Version = "1.2.4"
-	up.Labels = map[string]string{"canary": "false"}
-	if err := r.Update(ctx, up); err != nil {
+	if err := r.Update(ctx, func(i *registry.Instance) {
+		i.Weight = 7
+		i.Version = "1.2.4"
+		i.Labels = map[string]string{"canary": "false"}
+	}); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
 	if got := read(); got.Weight != 7 || got.Version != "1.2.4" || got.Labels["canary"] != "false" {
@@ -298,10 +308,14 @@ func TestUpdateAndDrainAreVisibleToReaders(t *testing.T) {
 		t.Fatalf("after Drain reader sees %+v, want draining with weight 7", got)
 	}
 
-	moved := r.Instance()
-	moved.ID = "other"
-	if err := r.Update(ctx, moved); !errors.Is(err, registry.ErrIdentityChanged) {
+	if err := r.Update(ctx, func(i *registry.Instance) { i.ID = "other" }); !errors.Is(err, registry.ErrIdentityChanged) {
 		t.Fatalf("Update with another ID: err = %v, want ErrIdentityChanged", err)
+	}
+	if err := r.Update(ctx, func(i *registry.Instance) { i.State = "off" }); !errors.Is(err, registry.ErrInvalidInstance) {
+		t.Fatalf("Update to a bad state: err = %v, want ErrInvalidInstance", err)
+	}
+	if got := r.Instance(); got.State != registry.InstanceDraining || got.Weight != 7 {
+		t.Fatalf("a refused update changed the value: %+v", got)
 	}
 }
 
@@ -314,7 +328,7 @@ func TestCloseRemovesKeyAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Close(); err != nil {
+	if err := r.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	if _, _, ok := get(t, ctx, cli, r.Key()); ok {
@@ -323,10 +337,10 @@ func TestCloseRemovesKeyAtOnce(t *testing.T) {
 	if r.State() != registry.Closed {
 		t.Fatalf("state = %v, want closed", r.State())
 	}
-	if err := r.Update(ctx, api); !errors.Is(err, registry.ErrClosed) {
+	if err := r.Update(ctx, func(*registry.Instance) {}); !errors.Is(err, registry.ErrClosed) {
 		t.Fatalf("Update after Close: err = %v, want ErrClosed", err)
 	}
-	if err := r.Close(); err != nil {
+	if err := r.Close(ctx); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
 }
@@ -454,7 +468,7 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 		runtime.Gosched()
 		time.Sleep(time.Millisecond)
 	}
-	if err := r.Close(); err != nil {
+	if err := r.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Close waits for its goroutines, so none may be left at all, not

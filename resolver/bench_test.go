@@ -31,7 +31,7 @@ func BenchmarkEtcdPropagation(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer reg.Close()
+	defer reg.Close(context.Background())
 	r, err := resolver.NewEtcd(watcher, "api", resolver.WithLogger(quiet))
 	if err != nil {
 		b.Fatal(err)
@@ -67,7 +67,7 @@ func BenchmarkEtcdPropagation(b *testing.B) {
 	for i := range b.N {
 		inst.Weight = uint32(i + 2)
 		start := time.Now()
-		if err := reg.Update(ctx, inst); err != nil {
+		if err := reg.Update(ctx, func(i *registry.Instance) { i.Weight = inst.Weight }); err != nil {
 			b.Fatal(err)
 		}
 		waitWeight(inst.Weight)

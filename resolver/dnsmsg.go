@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -27,8 +28,17 @@ const maxCNAMEChain = 8
 
 // dnsClient sends queries to a list of name servers.
 type dnsClient struct {
-	servers []string // host:port, tried in order
+	fixed   []string    // host:port, tried in order, unless conf is set
+	conf    *resolvConf // the servers of a resolv.conf file, followed as it changes
 	timeout time.Duration
+}
+
+// servers returns the name servers to ask, in order.
+func (c *dnsClient) servers() []string {
+	if c.conf != nil {
+		return c.conf.current()
+	}
+	return c.fixed
 }
 
 // query asks the servers in turn for (name, qtype) and returns the first
@@ -42,7 +52,8 @@ func (c *dnsClient) query(ctx context.Context, name string, qtype uint16) (*dns.
 	q.SetQuestion(name, qtype)
 	q.SetEdns0(ednsUDPSize, false)
 	var last error
-	for _, server := range c.servers {
+	servers := c.servers()
+	for _, server := range servers {
 		r, err := c.exchange(ctx, server, q)
 		if err == nil && r.Rcode == dns.RcodeFormatError {
 			// An old server that does not know EDNS(0) (RFC 6891 6.2.2):
@@ -62,8 +73,8 @@ func (c *dnsClient) query(ctx context.Context, name string, qtype uint16) (*dns.
 		}
 		last = err
 	}
-	if len(c.servers) > 1 {
-		return nil, fmt.Errorf("%w (all %d name servers failed)", last, len(c.servers))
+	if len(servers) > 1 {
+		return nil, fmt.Errorf("%w (all %d name servers failed)", last, len(servers))
 	}
 	return nil, last
 }
@@ -177,8 +188,7 @@ func parseAddrAnswer(r *dns.Msg, name string, qtype uint16) ([]hostAddr, error) 
 		h := rr.Header()
 		ttl := min(h.Ttl, aliases[dns.CanonicalName(h.Name)])
 		switch v := rr.(type) {
-		case *dns.CNAME:
-		case *dns.RRSIG:
+		case *dns.CNAME, *dns.DNAME, *dns.RRSIG:
 		case *dns.A:
 			if qtype != dns.TypeA {
 				return nil, unexpected(rr, qtype)
@@ -242,7 +252,7 @@ func parseSRVAnswer(r *dns.Msg, name string) (srvAnswer, error) {
 	for _, rr := range r.Answer {
 		h := rr.Header()
 		switch v := rr.(type) {
-		case *dns.CNAME, *dns.RRSIG:
+		case *dns.CNAME, *dns.DNAME, *dns.RRSIG:
 		case *dns.SRV:
 			if v.Target == "." {
 				ans.unavailable++
@@ -301,24 +311,34 @@ func parseSRVAnswer(r *dns.Msg, name string) (srvAnswer, error) {
 
 // aliasChain checks the owner names and classes of an answer section and
 // returns the names it may speak of: name and the aliases it leads to
-// through CNAME records, each with the smallest TTL of the CNAMEs on the
-// way there.
+// through CNAME records, and through DNAME records (RFC 6672) for which the
+// server sent no synthesized CNAME, each with the smallest TTL of the
+// aliases on the way there. A DNAME record is accepted when its owner is
+// a proper ancestor of a name of the chain.
 func aliasChain(answer []dns.RR, name string) (map[string]uint32, error) {
 	cur := dns.CanonicalName(name)
 	chain := map[string]uint32{cur: math.MaxUint32}
 	for hops := 0; ; hops++ {
-		c := cnameOf(answer, cur)
-		if c == nil {
+		var next string
+		var ttl uint32
+		if c := cnameOf(answer, cur); c != nil {
+			next, ttl = dns.CanonicalName(c.Target), c.Hdr.Ttl
+		} else if d := dnameAbove(answer, cur); d != nil {
+			owner := dns.CanonicalName(d.Hdr.Name)
+			next, ttl = strings.TrimSuffix(cur, owner)+dns.CanonicalName(d.Target), d.Hdr.Ttl
+			if _, ok := dns.IsDomainName(next); !ok || len(next) > 255 {
+				return nil, fmt.Errorf("%w: DNAME %s -> %s makes %s too long a name", ErrBadAnswer, owner, d.Target, cur)
+			}
+		} else {
 			break
 		}
-		next := dns.CanonicalName(c.Target)
 		if _, loop := chain[next]; loop {
-			return nil, fmt.Errorf("%w: CNAME loop at %s", ErrBadAnswer, c.Target)
+			return nil, fmt.Errorf("%w: alias loop at %s", ErrBadAnswer, next)
 		}
 		if hops == maxCNAMEChain {
-			return nil, fmt.Errorf("%w: CNAME chain from %s longer than %d", ErrBadAnswer, name, maxCNAMEChain)
+			return nil, fmt.Errorf("%w: alias chain from %s longer than %d", ErrBadAnswer, name, maxCNAMEChain)
 		}
-		chain[next] = min(chain[cur], c.Hdr.Ttl)
+		chain[next] = min(chain[cur], ttl)
 		cur = next
 	}
 	for _, rr := range answer {
@@ -326,12 +346,47 @@ func aliasChain(answer []dns.RR, name string) (map[string]uint32, error) {
 		if h.Class != dns.ClassINET {
 			return nil, fmt.Errorf("%w: %s record for %s is not of class IN", ErrBadAnswer, dns.TypeToString[h.Rrtype], h.Name)
 		}
+		if _, ok := rr.(*dns.DNAME); ok {
+			if !aboveChain(chain, dns.CanonicalName(h.Name)) {
+				return nil, fmt.Errorf("%w: DNAME record for %s, which is above neither %s nor an alias of it",
+					ErrBadAnswer, h.Name, name)
+			}
+			continue
+		}
 		if _, ok := chain[dns.CanonicalName(h.Name)]; !ok {
 			return nil, fmt.Errorf("%w: %s record for %s, which is neither %s nor an alias of it",
 				ErrBadAnswer, dns.TypeToString[h.Rrtype], h.Name, name)
 		}
 	}
 	return chain, nil
+}
+
+// dnameAbove returns the DNAME record of the answer owned by a proper
+// ancestor of name, the closest one if several.
+func dnameAbove(answer []dns.RR, name string) *dns.DNAME {
+	var best *dns.DNAME
+	for _, rr := range answer {
+		d, ok := rr.(*dns.DNAME)
+		if !ok {
+			continue
+		}
+		owner := dns.CanonicalName(d.Hdr.Name)
+		if owner != name && dns.IsSubDomain(owner, name) && (best == nil || dns.CountLabel(owner) > dns.CountLabel(best.Hdr.Name)) {
+			best = d
+		}
+	}
+	return best
+}
+
+// aboveChain reports whether owner is a proper ancestor of a name of the
+// chain.
+func aboveChain(chain map[string]uint32, owner string) bool {
+	for n := range chain {
+		if n != owner && dns.IsSubDomain(owner, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // cnameOf returns the CNAME record owned by name, if any.

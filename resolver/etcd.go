@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/smartroute/smartroute/internal/etcdwatch"
 	"github.com/smartroute/smartroute/registry"
 )
 
@@ -17,9 +18,8 @@ import (
 // package: the instances under registry.ServicePrefix(prefix, service).
 //
 // Watch lists the prefix once, delivers the set, then follows a watch
-// (opened with clientv3.WithRequireLeader, so that a member cut off from
-// its cluster ends the watch instead of leaving it silently stale) from the
-// next revision, and delivers the whole set again after every change:
+// from the next revision, and delivers the whole set again after every
+// change:
 //
 //   - values are decoded with registry.Decode, which also understands what
 //     etcd's client/v3/naming/endpoints manager writes; a value that cannot
@@ -28,10 +28,20 @@ import (
 //   - draining instances are delivered with Draining set;
 //   - when the watch falls behind a compaction, or etcd ends it, Watch lists
 //     the prefix again, delivers the difference, and watches again;
-//   - when etcd stops answering (no answer to a progress request on the
-//     watch stream within the timeout, see WithEtcdHealthCheck, or a failed
-//     list), Watch reports the error with the last good set, as stale beats
-//     empty, and lists again with backoff until etcd is back.
+//   - when etcd stops answering — the watch is not created in time, a
+//     member loses its leader (the watch is opened with
+//     clientv3.WithRequireLeader), a list fails, or the member's status,
+//     asked whenever the watch has been silent for a check interval (see
+//     WithEtcdHealthCheck), is not answered or shows no leader — Watch
+//     reports the error with the last good set, as stale beats empty, and
+//     lists again with capped, jittered backoff until etcd is back.
+//
+// A healthy etcd on which nothing is written is not an outage: the check
+// is not a progress request, which etcd leaves unanswered while the watch
+// starts beyond the current revision, and which its gRPC proxy never
+// answers. Each watch gets a gRPC stream of its own, opened with a fresh
+// auth token, so a watch created after a token expired is not refused on
+// an old stream. All of it works the same through etcd's gRPC proxy.
 //
 // An Etcd holds no goroutine of its own: each Watch call runs on its
 // caller's goroutine, independently of the others. It is safe for
@@ -92,7 +102,7 @@ func (e *Etcd) Watch(ctx context.Context, update func(State)) error {
 // Causes that end following the watch and make Watch list again.
 var (
 	// errNoAnswer: etcd did not answer within the timeout.
-	errNoAnswer = errors.New("etcd did not answer")
+	errNoAnswer = etcdwatch.ErrNoAnswer
 )
 
 // compactedError ends a watch that fell behind a compaction.
@@ -122,9 +132,9 @@ func (w *etcdWatch) run(ctx context.Context) error {
 	for {
 		rev, err := w.list(ctx)
 		if err == nil {
-			var established bool
-			established, err = w.follow(ctx, rev)
-			if established {
+			var healthy bool
+			healthy, err = w.follow(ctx, rev)
+			if healthy {
 				failures = 0
 			}
 		}
@@ -188,11 +198,20 @@ func (w *etcdWatch) list(ctx context.Context) (int64, error) {
 }
 
 // follow watches the prefix from rev+1 and applies its events until the
-// watch must be replaced; the returned error says why. established reports
-// whether etcd confirmed the watch.
-func (w *etcdWatch) follow(ctx context.Context, rev int64) (established bool, err error) {
+// watch must be replaced; the returned error says why. healthy reports
+// whether etcd created the watch and it stayed up for a check interval,
+// after which retries start again from the shortest backoff.
+//
+// The watch gets a gRPC stream of its own, which requires a leader (see
+// etcdwatch.StreamContext): a stream opened for each attempt carries a
+// fresh auth token, and a member without a leader ends it. While it is
+// silent for the check interval, an etcdwatch.Checker asks the member for
+// its status; no progress request is sent, since etcd leaves one
+// unanswered on a quiet cluster (the watch starts beyond the current
+// revision) and its gRPC proxy never answers one.
+func (w *etcdWatch) follow(ctx context.Context, rev int64) (healthy bool, err error) {
 	e := w.e
-	wctx, cancel := context.WithCancelCause(clientv3.WithRequireLeader(ctx))
+	wctx, cancel := context.WithCancelCause(etcdwatch.StreamContext(ctx))
 	defer cancel(nil)
 	noAnswer := unreachableError{fmt.Errorf("resolver: watch %s: %w within %v", e.key, errNoAnswer, e.o.etcdTimeout)}
 
@@ -203,50 +222,43 @@ func (w *etcdWatch) follow(ctx context.Context, rev int64) (established bool, er
 	if !stuck.Stop() {
 		return false, noAnswer
 	}
-
-	// check fires when etcd has been silent for too long: first while
-	// waiting for the watch to be created, then (awaiting == false) after
-	// checkInterval of quiet, when a progress request is sent and its
-	// answer awaited.
-	check := time.NewTimer(e.o.etcdTimeout)
-	defer check.Stop()
-	awaiting := true
+	chk := etcdwatch.StartChecker(wctx, e.cli, e.o.checkInterval, e.o.etcdTimeout)
+	defer chk.Stop()
+	created := time.NewTimer(e.o.etcdTimeout)
+	defer created.Stop()
+	var since time.Time // when etcd created the watch
+	up := func() bool { return !since.IsZero() && time.Since(since) >= e.o.checkInterval }
 	for {
 		select {
 		case <-ctx.Done():
-			return established, ctx.Err()
-		case <-check.C:
-			if awaiting {
-				return established, noAnswer
-			}
-			pctx, pcancel := context.WithTimeout(wctx, e.o.etcdTimeout)
-			err := e.cli.RequestProgress(pctx)
-			pcancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return established, ctx.Err()
-				}
-				return established, unreachableError{fmt.Errorf("resolver: watch %s: progress request: %w", e.key, err)}
-			}
-			awaiting = true
-			check.Reset(e.o.etcdTimeout)
+			return up(), ctx.Err()
+		case <-created.C:
+			return false, noAnswer
+		case err := <-chk.Failed():
+			return up(), unreachableError{fmt.Errorf("resolver: watch %s: %w", e.key, err)}
 		case wr, ok := <-wch:
 			if !ok {
 				if cause := context.Cause(wctx); errors.As(cause, new(unreachableError)) {
-					return established, cause
+					return up(), cause
 				}
-				return established, fmt.Errorf("resolver: watch %s: closed", e.key)
+				return up(), fmt.Errorf("resolver: watch %s: closed", e.key)
+			}
+			chk.Heard()
+			if wr.Created && since.IsZero() {
+				since = time.Now()
+				created.Stop()
 			}
 			if wr.CompactRevision != 0 {
-				return established, compactedError{wr.CompactRevision}
+				return up(), compactedError{wr.CompactRevision}
 			}
 			if err := wr.Err(); err != nil {
-				return established, fmt.Errorf("resolver: watch %s: %w", e.key, err)
+				if etcdwatch.IsAuthError(err) {
+					err = fmt.Errorf("%w (watching again on a new stream, with a new token)", err)
+				}
+				return up(), fmt.Errorf("resolver: watch %s: %w", e.key, err)
 			}
-			established, awaiting = true, false
-			check.Reset(e.o.checkInterval)
 			if len(wr.Events) == 0 {
-				continue // created or progress notification
+				continue // created, or a duplicate created from the gRPC proxy
 			}
 			w.apply(wr.Events)
 		}

@@ -3,7 +3,9 @@ package resolver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +26,7 @@ func register(t *testing.T, ctx context.Context, cli *clientv3.Client, inst regi
 	if err != nil {
 		t.Fatalf("Register(%+v): %v", inst, err)
 	}
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { r.Close(context.Background()) })
 	return r
 }
 
@@ -73,9 +75,7 @@ func TestEtcdResolverFollowsRegistrations(t *testing.T) {
 	b := register(t, ctx, cli, registry.Instance{Service: "api", ID: "b", Addr: "127.0.0.1:8002"})
 	w.waitAddrs(t, ctx, "127.0.0.1:8001", "127.0.0.1:8002")
 
-	inst := a.Instance()
-	inst.Weight = 7
-	if err := a.Update(ctx, inst); err != nil {
+	if err := a.Update(ctx, func(i *registry.Instance) { i.Weight = 7 }); err != nil {
 		t.Fatal(err)
 	}
 	w.waitFor(t, ctx, "a's new weight", func(s resolver.State) bool {
@@ -92,11 +92,11 @@ func TestEtcdResolverFollowsRegistrations(t *testing.T) {
 		t.Fatalf("a is draining too: %s", describe(s))
 	}
 
-	if err := a.Close(); err != nil {
+	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	w.waitAddrs(t, ctx, "127.0.0.1:8002")
-	if err := b.Close(); err != nil {
+	if err := b.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	w.waitAddrs(t, ctx)
@@ -242,18 +242,16 @@ func TestFaultEtcdResolverRelistsAfterCompaction(t *testing.T) {
 	w.waitAddrs(t, ctx, "127.0.0.1:8001", "127.0.0.1:8002")
 
 	restore := cutProxy(t, c.Member(0))
-	if err := a.Close(); err != nil {
+	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	register(t, ctx, writer, registry.Instance{Service: "api", ID: "c", Addr: "127.0.0.1:8003"})
-	inst := b.Instance()
-	inst.Weight = 9
-	if err := b.Update(ctx, inst); err != nil {
+	if err := b.Update(ctx, func(i *registry.Instance) { i.Weight = 9 }); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5 { // churn that the resolver must not replay
 		d := register(t, ctx, writer, registry.Instance{Service: "api", ID: "tmp", Addr: "127.0.0.1:8100"})
-		if err := d.Close(); err != nil {
+		if err := d.Close(context.Background()); err != nil {
 			t.Fatalf("churn %d: %v", i, err)
 		}
 	}
@@ -380,6 +378,33 @@ func TestEtcdResolverUsesPrefix(t *testing.T) {
 	s := w.waitAddrs(t, ctx, "127.0.0.1:8001")
 	if name := s.Endpoints[0].Origin.Name; name != "/prod/api/127.0.0.1:8001" {
 		t.Fatalf("origin name %q", name)
+	}
+}
+
+// Writer and reader given the same prefix agree, whatever its trailing
+// slashes; "/" is the root for both. Before, registry.WithPrefix("/")
+// wrote under /services while the resolver read /.
+func TestEtcdPrefixIsTheSameForWriterAndReader(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	ctx := timeout(t, 20*time.Second)
+	for i, tc := range []struct{ writer, reader, key string }{
+		{"/", "/", "/root/127.0.0.1:8001"},
+		{"/prod/", "/prod", "/prod/trail/127.0.0.1:8002"},
+		{"/stage", "/stage//", "/stage/trail2/127.0.0.1:8003"},
+	} {
+		service := strings.Split(tc.key, "/")[len(strings.Split(tc.key, "/"))-2]
+		addr := fmt.Sprintf("127.0.0.1:%d", 8001+i)
+		r := register(t, ctx, cli, registry.Instance{Service: service, Addr: addr}, registry.WithPrefix(tc.writer))
+		if r.Key() != tc.key {
+			t.Errorf("prefix %q: key %q, want %q", tc.writer, r.Key(), tc.key)
+		}
+		w := startWatch(t, ctx, newEtcd(t, cli, service, resolver.WithPrefix(tc.reader)))
+		s := w.waitAddrs(t, ctx, addr)
+		if name := s.Endpoints[0].Origin.Name; name != tc.key {
+			t.Errorf("reader prefix %q: origin %q, want %q", tc.reader, name, tc.key)
+		}
 	}
 }
 

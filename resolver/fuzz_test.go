@@ -227,5 +227,8 @@ func dnsSeeds() []*dns.Msg {
 		reply(dns.TypeA, dns.RcodeSuccess, []dns.RR{rr("wrong.invalid. 30 IN A 192.0.2.1")}),
 		reply(dns.TypeA, dns.RcodeSuccess, []dns.RR{rr(name + " 30 IN CNAME b.example.test."), rr("b.example.test. 30 IN CNAME " + name)}),
 		reply(dns.TypeSRV, dns.RcodeSuccess, []dns.RR{rr(name + " 30 IN SRV 1 1 0 one.example.test.")}),
+		reply(dns.TypeA, dns.RcodeSuccess, []dns.RR{rr("example.test. 60 IN DNAME example.net."), rr(name + " 60 IN CNAME api.example.net."), rr("api.example.net. 30 IN A 127.0.0.1")}),
+		reply(dns.TypeAAAA, dns.RcodeSuccess, []dns.RR{rr("example.test. 60 IN DNAME example.net."), rr("api.example.net. 30 IN AAAA ::1")}),
+		reply(dns.TypeA, dns.RcodeSuccess, []dns.RR{rr("example.test. 60 IN DNAME test."), rr("api.test. 60 IN DNAME example.test.")}),
 	}
 }

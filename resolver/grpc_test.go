@@ -134,7 +134,7 @@ func TestGRPCBuilderRoutesRPCsToRegisteredServers(t *testing.T) {
 	reachAll(t, ctx, conn, allowed, b3.addr)
 
 	// b1 still serves: only the resolver can make RPCs leave it.
-	if err := r1.Close(); err != nil {
+	if err := r1.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	avoid(t, ctx, conn, b1.addr, 30)

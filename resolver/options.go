@@ -16,14 +16,15 @@ import (
 // Defaults of the etcd resolver's options.
 const (
 	// DefaultEtcdCheckInterval is how long the etcd resolver lets its watch
-	// stay silent before it asks etcd for a progress notification on the
-	// same stream. A progress request is one small message on a stream
-	// that is open anyway, so checking often costs etcd next to nothing;
-	// together with DefaultEtcdTimeout an outage is reported within about
-	// 5 s, well inside the registry's 10 s lease TTL.
+	// stay silent before it asks etcd whether it still serves: the status
+	// of the member, with clientv3.WithRequireLeader, which the member
+	// answers from memory (no raft round, no disk). Together with
+	// DefaultEtcdTimeout an outage is reported within about 5 s, well
+	// inside the registry's 10 s lease TTL; a client whose watch is busy
+	// sends no check at all.
 	DefaultEtcdCheckInterval = 2 * time.Second
-	// DefaultEtcdTimeout bounds each list (Get) and the wait for the answer
-	// to a progress request. A healthy etcd answers in milliseconds; 3 s
+	// DefaultEtcdTimeout bounds each list (Get), the creation of a watch and
+	// the wait for the answer to a check. A healthy etcd answers in milliseconds; 3 s
 	// rides out a leader election (etcd's default election timeout is 1 s)
 	// without reporting an outage that is not one.
 	DefaultEtcdTimeout = 3 * time.Second
@@ -76,6 +77,7 @@ type options struct {
 	// dns
 	nameservers      []string
 	resolvConf       string
+	resolvConfPort   string // tests only (export_test.go): resolv.conf servers listen on 53
 	dnsTimeout       time.Duration
 	minRefresh       time.Duration
 	maxRefresh       time.Duration
@@ -84,13 +86,14 @@ type options struct {
 
 func newOptions(opts []Option) (options, error) {
 	o := options{
-		prefix:        registry.DefaultPrefix,
-		checkInterval: DefaultEtcdCheckInterval,
-		etcdTimeout:   DefaultEtcdTimeout,
-		resolvConf:    DefaultResolvConf,
-		dnsTimeout:    DefaultDNSTimeout,
-		minRefresh:    DefaultDNSMinRefresh,
-		maxRefresh:    DefaultDNSMaxRefresh,
+		prefix:         registry.DefaultPrefix,
+		checkInterval:  DefaultEtcdCheckInterval,
+		etcdTimeout:    DefaultEtcdTimeout,
+		resolvConf:     DefaultResolvConf,
+		resolvConfPort: defaultDNSPort,
+		dnsTimeout:     DefaultDNSTimeout,
+		minRefresh:     DefaultDNSMinRefresh,
+		maxRefresh:     DefaultDNSMaxRefresh,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -177,10 +180,17 @@ func WithPrefix(prefix string) Option {
 }
 
 // WithEtcdHealthCheck sets how long the etcd watch may stay silent before
-// the resolver asks etcd for a progress notification, and how long it then
-// waits for any answer before it reports etcd unreachable and starts over
-// with a list. timeout also bounds each list. Defaults:
-// DefaultEtcdCheckInterval and DefaultEtcdTimeout.
+// the resolver asks etcd whether it still serves, and how long it then
+// waits for the answer (and for a new watch to be created) before it
+// reports etcd unreachable and starts over with a list. timeout also
+// bounds each list. Defaults: DefaultEtcdCheckInterval and
+// DefaultEtcdTimeout.
+//
+// The question is the status of the member the client reaches (through
+// etcd's gRPC proxy, of a member behind it), which must have a leader. It
+// is right on a quiet cluster and through the proxy, where a progress
+// request is not: etcd leaves one unanswered while a watch starts beyond
+// the current revision, and the proxy never answers one.
 func WithEtcdHealthCheck(interval, timeout time.Duration) Option {
 	return func(o *options) {
 		o.checkInterval = interval
@@ -199,7 +209,10 @@ func WithNameservers(addrs ...string) Option {
 
 // WithResolvConf reads the name servers from a resolv.conf(5) file other
 // than DefaultResolvConf. Only its nameserver lines are used: names are
-// always looked up as given, fully qualified, without search domains.
+// always looked up as given, fully qualified, without search domains. The
+// file must be usable when the resolver is built; it is read again
+// whenever it changes (replaced, rewritten), and a version that is not
+// usable keeps the previous servers.
 func WithResolvConf(path string) Option {
 	return func(o *options) { o.resolvConf = path }
 }

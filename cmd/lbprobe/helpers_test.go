@@ -78,7 +78,7 @@ func register(t testing.TB, cli *clientv3.Client, inst registry.Instance) *regis
 	if err != nil {
 		t.Fatalf("register %v: %v", inst, err)
 	}
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { r.Close(context.Background()) })
 	return r
 }
 

@@ -106,7 +106,7 @@ func TestEtcdRolesGiveEachComponentExactlyWhatItNeeds(t *testing.T) {
 	if err != nil {
 		t.Fatalf("registry.Register as registrant: %v", err)
 	}
-	defer r.Close()
+	defer r.Close(context.Background())
 	rogue := certgen.NewCA(t, "rogue")
 	if _, err := reg.Put(ctx, mtls.CAKey(""), string(rogue.PEM)); !denied(err) {
 		t.Errorf("registrant wrote /certs/ca: %v", err)
@@ -176,7 +176,7 @@ func TestEtcdRolesGiveEachComponentExactlyWhatItNeeds(t *testing.T) {
 	if err != nil {
 		t.Fatalf("registry.Register as registrant+reader: %v", err)
 	}
-	defer r2.Close()
+	defer r2.Close(context.Background())
 	s2, err := mtls.NewStore(ctx, svc, mtls.WithKeyring(kr), mtls.WithIdentities("api"), mtls.WithLogger(discard))
 	if err != nil {
 		t.Fatal(err)

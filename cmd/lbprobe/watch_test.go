@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -56,7 +57,7 @@ func TestWatchPrintsRegisterHealthChangeDrainAndDeregister(t *testing.T) {
 	}
 	saw("b draining", `^\S+  changed    `+q(b.Addr())+` +state up->draining state=draining`)
 
-	if err := reg.Close(); err != nil {
+	if err := reg.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	saw("b removed", `^\S+  removed    `+q(b.Addr())+` `)
@@ -110,5 +111,69 @@ func TestWatchJSONLines(t *testing.T) {
 	second := decode[watchEvent](t, result{stdout: lines[1]})
 	if second.Event != "health" || second.Health != "healthy" || second.Previous != "unknown" || second.RTTMS == nil {
 		t.Errorf("second event %+v", second)
+	}
+}
+
+// lbprobe watch on a quiet, healthy cluster prints the set and nothing
+// else for 20 s: no "error ... etcd did not answer" followed by
+// "recovered", as when the resolver judged a silent watch by progress
+// requests etcd leaves unanswered. A real fault is still reported (a cut
+// off member, a member without a leader), and its end.
+func TestWatchIsQuietOnAQuietCluster(t *testing.T) {
+	t.Parallel()
+	for _, members := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d members", members), func(t *testing.T) {
+			t.Parallel()
+			c := etcdtest.Start(t, etcdtest.WithMembers(members))
+			cli := c.Client(t)
+			register(t, cli, registry.Instance{Service: "api", ID: "a", Addr: "127.0.0.1:8001"})
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out, errb syncBuffer
+			done := make(chan int, 1)
+			args := []string{"watch", "etcd:///api", "--check", "tcp", "--interval", "1s",
+				"--etcd-endpoints", strings.Join(c.Endpoints(), ","), "--etcd-dial-timeout", "2s"}
+			go func() { done <- run(ctx, args, &out, &errb) }()
+			waitFor(t, watchWait, "the initial set", func() bool { return strings.Contains(out.String(), " added ") })
+			index := c.RaftIndex()
+
+			quiet := time.NewTimer(20 * time.Second) // the scenario: 20 s of silence
+			select {
+			case <-quiet.C:
+			case code := <-done:
+				t.Fatalf("watch exited with %d during the quiet period\n%s%s", code, out.String(), errb.String())
+			}
+			for line := range strings.SplitSeq(out.String(), "\n") {
+				if f := strings.Fields(line); len(f) > 1 && f[1] != "added" && f[1] != "health" {
+					t.Errorf("on a quiet, healthy cluster: %s", line)
+				}
+			}
+			if grown := c.RaftIndex() - index; grown != 0 {
+				t.Errorf("%d raft entries written while watching", grown)
+			}
+
+			faulted := time.Now()
+			var restore func()
+			if members == 1 {
+				restore = c.Member(0).CutOff(t)
+			} else {
+				c.Member(1).Kill(t)
+				c.Member(2).Kill(t)
+				restore = func() {
+					c.Member(1).Restart(t)
+					c.Member(2).Restart(t)
+				}
+			}
+			waitFor(t, watchWait, "an error line", func() bool { return strings.Contains(out.String(), " error ") })
+			t.Logf("error line %v after the fault", time.Since(faulted).Round(10*time.Millisecond))
+			restore()
+			waitFor(t, 2*watchWait, "a recovered line", func() bool { return strings.Contains(out.String(), " recovered ") })
+			cancel()
+			if code := <-done; code != exitOK {
+				t.Errorf("exit code %d\n%s", code, errb.String())
+			}
+			t.Logf("lbprobe watch:\n%s", out.String())
+		})
 	}
 }

@@ -136,9 +136,10 @@ func (a *agent) run(ctx context.Context) int {
 				case errors.As(err, &ee):
 					msg = "etcd cannot be used; retrying"
 				case errors.Is(err, registry.ErrDuplicateInstance):
-					// Typically our own predecessor, killed: its key
-					// expires within the TTL.
-					msg = "not registered: the key is held by another lease; retrying until it expires"
+					// Another instance holds the ID at another address
+					// (our own predecessor at this address is taken
+					// over by Register).
+					msg = "not registered: the ID is registered at another address; retrying until that registration goes"
 				}
 				a.log.Warn(msg, "err", err, "retry_in", delay.Round(time.Millisecond).String(), "attempt", attempt)
 				retry = time.NewTimer(delay)
@@ -227,7 +228,7 @@ func (a *agent) reconcile(ctx context.Context, cli **clientv3.Client) error {
 		a.registration = nil
 		a.mu.Unlock()
 		a.m.deregistrations.WithLabelValues(reasonUnhealthy).Inc()
-		if err := r.Close(); err != nil {
+		if err := r.Close(context.Background()); err != nil {
 			a.log.Warn("deregister: the lease expires by itself within the TTL", "ttl", a.cfg.ttl.String(), "err", err)
 		}
 		a.log.Info("deregistered: local check unhealthy", "key", r.Key())
@@ -288,7 +289,7 @@ func (a *agent) shutdown() int {
 	a.registration = nil
 	a.mu.Unlock()
 	a.m.deregistrations.WithLabelValues(reasonShutdown).Inc()
-	if err := r.Close(); err != nil {
+	if err := r.Close(context.Background()); err != nil {
 		a.log.Warn("deregister: the lease expires by itself within the TTL", "ttl", a.cfg.ttl.String(), "err", err)
 	} else {
 		a.log.Info("deregistered", "key", r.Key())

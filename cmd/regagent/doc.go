@@ -40,8 +40,10 @@
 //   - While etcd is unreachable the agent keeps retrying with capped
 //     exponential backoff, also for its first connection; a lease that
 //     expired during an outage is replaced by a new one when etcd returns.
-//     A stale key of a crashed predecessor with the same ID is waited out
-//     (it expires within its TTL), not overwritten.
+//     The key of a killed predecessor (same service, ID and address) is
+//     taken over at once under the new lease, not waited out; a live key
+//     of the same ID at another address is not overwritten, and waited
+//     for.
 //   - On SIGTERM or SIGINT the instance is marked draining (clients send it
 //     no new requests), stays so for --drain-period so that requests in
 //     flight finish, then is deregistered, and the agent exits 0 (3 when

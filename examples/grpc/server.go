@@ -80,7 +80,7 @@ func serve(ctx context.Context, cli *clientv3.Client, c config, out io.Writer, r
 	select {
 	case <-ctx.Done():
 	case err := <-served:
-		reg.Close()
+		reg.Close(context.Background())
 		return fmt.Errorf("server %s: %w", id, err)
 	}
 
@@ -101,7 +101,7 @@ func serve(ctx context.Context, cli *clientv3.Client, c config, out io.Writer, r
 		}
 		t.Stop()
 	}
-	err = reg.Close()
+	err = reg.Close(context.Background())
 	hs.Shutdown() // health checks now answer NOT_SERVING
 	srv.GracefulStop()
 	<-served

@@ -31,7 +31,7 @@ func TestHTTPClientRoutesToRegisteredInstances(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { reg.Close() })
+		t.Cleanup(func() { reg.Close(context.Background()) })
 	}
 
 	var out bytes.Buffer

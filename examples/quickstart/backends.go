@@ -129,7 +129,7 @@ func (b *backend) drain(ctx context.Context) error {
 // stops its server: the end of a graceful shutdown.
 func (b *backend) deregister() error {
 	b.setState("gone")
-	return errors.Join(b.reg.Close(), b.srv.Close(), b.cli.Close())
+	return errors.Join(b.reg.Close(context.Background()), b.srv.Close(), b.cli.Close())
 }
 
 // Close deregisters and stops every backend.

@@ -520,5 +520,5 @@ func register(t *testing.T, cli *clientv3.Client, inst registry.Instance) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { r.Close(context.Background()) })
 }

@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,9 +100,11 @@ type Server struct {
 	mu          sync.Mutex
 	zone        map[string][]dns.RR // by canonical owner name
 	fault       Fault
+	typeFaults  map[uint16]Fault // by query type, over fault
 	truncateUDP bool
 	noExtra     bool
 	noEDNS      bool
+	noSynth     bool // DNAME answers without the synthesized CNAME
 	queries     []Query
 	udp, tcp    *dns.Server
 	served      sync.WaitGroup // the serving goroutines
@@ -111,7 +114,7 @@ type Server struct {
 // test's cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{zone: make(map[string][]dns.RR)}
+	s := &Server{zone: make(map[string][]dns.RR), typeFaults: make(map[uint16]Fault)}
 	var err error
 	for range 20 {
 		var pc net.PacketConn
@@ -276,6 +279,36 @@ func (s *Server) SetFault(f Fault) {
 	s.fault = f
 }
 
+// SetFaultFor makes the server misbehave for queries of type qtype only,
+// whatever SetFault says, until SetFaultFor(qtype, FaultNone): for
+// example, AAAA queries dropped or answered SERVFAIL while A queries are
+// answered, as some resolvers and middleboxes do.
+func (s *Server) SetFaultFor(qtype uint16, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f == FaultNone {
+		delete(s.typeFaults, qtype)
+		return
+	}
+	s.typeFaults[qtype] = f
+}
+
+// SetDNAME makes owner's subtree an alias of target's (RFC 6672): a query
+// for a name below owner is answered with the DNAME record, a CNAME
+// synthesized from it, and the records of the name it leads to.
+func (s *Server) SetDNAME(owner string, ttl uint32, target string) {
+	s.Set(owner, dns.TypeDNAME, &dns.DNAME{Hdr: header(owner, dns.TypeDNAME, ttl), Target: dns.Fqdn(target)})
+}
+
+// SetDNAMESynthesis sets whether DNAME answers carry the CNAME synthesized
+// from the DNAME (the default, as RFC 6672 servers do) or the DNAME alone,
+// leaving the client to substitute.
+func (s *Server) SetDNAMESynthesis(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noSynth = !on
+}
+
 // SetTruncateUDP makes every UDP answer truncated (TC set, no records), so
 // that clients must ask again over TCP. Without it UDP answers are
 // truncated only when they do not fit the client's buffer (512 bytes, or
@@ -344,6 +377,9 @@ func (s *Server) handle(w dns.ResponseWriter, req *dns.Msg) {
 	s.mu.Lock()
 	s.queries = append(s.queries, Query{Name: q.Name, Type: q.Qtype, Net: network, Time: time.Now()})
 	fault, truncate, noExtra := s.fault, s.truncateUDP && network == "udp", s.noExtra
+	if f, ok := s.typeFaults[q.Qtype]; ok {
+		fault = f
+	}
 	if s.noEDNS && req.IsEdns0() != nil {
 		s.mu.Unlock()
 		m := new(dns.Msg)
@@ -403,8 +439,23 @@ func (s *Server) handle(w dns.ResponseWriter, req *dns.Msg) {
 func (s *Server) answer(m *dns.Msg, q dns.Question, noExtra bool) {
 	name := dns.CanonicalName(q.Name)
 	if _, ok := s.zone[name]; !ok {
-		m.Rcode = dns.RcodeNameError
-		return
+		d := s.dnameAbove(name)
+		if d == nil {
+			m.Rcode = dns.RcodeNameError
+			return
+		}
+		// RFC 6672 3.1: the DNAME, then a CNAME synthesized from it.
+		owner := dns.CanonicalName(d.Hdr.Name)
+		target := strings.TrimSuffix(name, owner) + dns.CanonicalName(d.Target)
+		m.Answer = append(m.Answer, dns.Copy(d))
+		if !s.noSynth {
+			m.Answer = append(m.Answer, &dns.CNAME{Hdr: header(q.Name, dns.TypeCNAME, d.Hdr.Ttl), Target: target})
+		}
+		name = target
+		if _, ok := s.zone[name]; !ok {
+			m.Rcode = dns.RcodeNameError
+			return
+		}
 	}
 	for range 8 {
 		rrs := s.zone[name]
@@ -437,6 +488,20 @@ func (s *Server) answer(m *dns.Msg, q dns.Question, noExtra bool) {
 			}
 		}
 	}
+}
+
+// dnameAbove returns the DNAME record owned by a proper ancestor of name,
+// if any; s.mu is held.
+func (s *Server) dnameAbove(name string) *dns.DNAME {
+	labels := dns.SplitDomainName(name)
+	for i := 1; i < len(labels); i++ {
+		for _, rr := range s.zone[dns.Fqdn(strings.Join(labels[i:], "."))] {
+			if d, ok := rr.(*dns.DNAME); ok {
+				return d
+			}
+		}
+	}
+	return nil
 }
 
 func wrongName(qtype uint16) dns.RR {

@@ -164,3 +164,40 @@ func TestDnsmasqServesHostsAndSRV(t *testing.T) {
 		t.Fatalf("unknown name: %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
 	}
 }
+
+func TestFaultForOneTypeLeavesTheOthers(t *testing.T) {
+	t.Parallel()
+	s := dnstest.Start(t)
+	s.SetA("api.example.test", 30, "127.0.0.1")
+	s.SetAAAA("api.example.test", 30, "::1")
+	s.SetFaultFor(dns.TypeAAAA, dnstest.FaultServFail)
+	if r := mustExchange(t, s.Addr(), "udp", "api.example.test", dns.TypeA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("A with AAAA failing: %v", r)
+	}
+	if r := mustExchange(t, s.Addr(), "udp", "api.example.test", dns.TypeAAAA); r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("AAAA: rcode %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+	s.SetFaultFor(dns.TypeAAAA, dnstest.FaultNone)
+	if r := mustExchange(t, s.Addr(), "udp", "api.example.test", dns.TypeAAAA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("AAAA after the fault: %v", r)
+	}
+}
+
+func TestDNAMEIsAnsweredWithASynthesizedCNAME(t *testing.T) {
+	t.Parallel()
+	s := dnstest.Start(t)
+	s.SetDNAME("old.test", 60, "new.test")
+	s.SetA("api.new.test", 30, "127.0.0.1")
+	r := mustExchange(t, s.Addr(), "udp", "api.old.test", dns.TypeA)
+	if len(r.Answer) != 3 {
+		t.Fatalf("answer %v, want DNAME, CNAME, A", r.Answer)
+	}
+	d, ok1 := r.Answer[0].(*dns.DNAME)
+	c, ok2 := r.Answer[1].(*dns.CNAME)
+	if !ok1 || !ok2 || d.Target != "new.test." || c.Target != "api.new.test." || c.Hdr.Name != "api.old.test." {
+		t.Fatalf("answer %v", r.Answer)
+	}
+	if r := mustExchange(t, s.Addr(), "udp", "nothing.old.test", dns.TypeA); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("a name below the DNAME that does not exist: rcode %s", dns.RcodeToString[r.Rcode])
+	}
+}

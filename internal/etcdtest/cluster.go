@@ -76,10 +76,15 @@ func WithClientTLS(t TLS) Option {
 // Auth turns on etcd's authentication with a root user.
 type Auth struct {
 	RootPassword string
+	// TokenTTL is how long an unused simple token stays valid (etcd's
+	// --auth-token-ttl, whole seconds; 0 keeps etcd's 300 s). A token
+	// expires when no request has used it for that long; lease
+	// keepalives do not use it. Tests of token expiry set 1 or 2 s.
+	TokenTTL time.Duration
 }
 
 // WithAuth enables etcd authentication with a "root" user holding the given
-// password. Client(t) then logs in as root.
+// password, with simple tokens. Client(t) then logs in as root.
 func WithAuth(a Auth) Option {
 	return func(c *config) { c.auth = &a }
 }
@@ -331,6 +336,22 @@ func (c *Cluster) Compact(t testing.TB) int64 {
 		t.Fatalf("etcdtest: compact at %d: %v", rev, err)
 	}
 	return rev
+}
+
+// RaftIndex returns the highest raft index committed by a running member:
+// it grows with every write, lease grant or revoke and authentication, and
+// not with reads or lease keepalives. Tests compare it before and after to
+// bound the writes a client makes.
+func (c *Cluster) RaftIndex() uint64 {
+	var idx uint64
+	for _, m := range c.members {
+		m.mu.Lock()
+		if m.e != nil {
+			idx = max(idx, m.e.Server.CommittedIndex())
+		}
+		m.mu.Unlock()
+	}
+	return idx
 }
 
 func (c *Cluster) enableAuth(t testing.TB) {

@@ -120,3 +120,63 @@ func TestCompactMakesOldRevisionsUnavailable(t *testing.T) {
 		t.Fatalf("get at compacted revision: err = %v, want ErrCompacted", err)
 	}
 }
+
+func TestGRPCProxyServesKVWatchAndLeases(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.WithMembers(3))
+	p := c.StartGRPCProxy(t)
+	cli := p.Client(t)
+	ctx := ctxT(t, 30*time.Second)
+	if got := cli.Endpoints(); len(got) != 1 || got[0] != p.Endpoint() {
+		t.Fatalf("proxy client endpoints %v", got)
+	}
+	wch := cli.Watch(ctx, "k")
+	lease, err := cli.Grant(ctx, 10)
+	if err != nil {
+		t.Fatalf("grant through the proxy: %v", err)
+	}
+	if _, err := cli.Put(ctx, "k", "v", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatalf("put through the proxy: %v", err)
+	}
+	select {
+	case wr := <-wch:
+		if len(wr.Events) != 1 || string(wr.Events[0].Kv.Value) != "v" {
+			t.Fatalf("watch through the proxy: %+v", wr)
+		}
+	case <-ctx.Done():
+		t.Fatal("no watch event through the proxy")
+	}
+	if got := mustGet(t, ctx, c.Client(t), "k"); got != "v" {
+		t.Fatalf("cluster has k = %q", got)
+	}
+	if _, err := cli.KeepAliveOnce(ctx, lease.ID); err != nil {
+		t.Fatalf("keepalive through the proxy: %v", err)
+	}
+	if c.RaftIndex() == 0 {
+		t.Fatal("RaftIndex is 0 on a cluster that was written to")
+	}
+}
+
+func TestCutOffMemberAnswersNothingUntilRestored(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	ctx := ctxT(t, 20*time.Second)
+	mustGet := func() error {
+		gctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		_, err := cli.Get(gctx, "k")
+		return err
+	}
+	if err := mustGet(); err != nil {
+		t.Fatal(err)
+	}
+	restore := c.Member(0).CutOff(t)
+	if err := mustGet(); err == nil {
+		t.Fatal("a cut off member answered")
+	}
+	restore()
+	for err := mustGet(); err != nil; err = mustGet() {
+		if ctx.Err() != nil {
+			t.Fatalf("no answer after the cut was restored: %v", err)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 package etcdtest
 
 import (
+	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,6 +58,22 @@ func (m *Member) scheme() string {
 // Proxy returns the toxiproxy proxy between clients and this member, for
 // tests that add latency, blackhole or reset etcd traffic.
 func (m *Member) Proxy() *toxiproxy.Proxy { return m.proxy }
+
+// CutOff stops all client traffic to and from the member without closing
+// a connection, as a network partition between the member and its
+// clients does: requests and watches through ClientURL get no answer,
+// while the member keeps serving its peers. It returns a function that
+// lets traffic through again.
+func (m *Member) CutOff(t testing.TB) (restore func()) {
+	t.Helper()
+	for _, stream := range []string{"upstream", "downstream"} {
+		body := fmt.Sprintf(`{"name":"cutoff_%s","type":"timeout","stream":%q,"toxicity":1,"attributes":{"timeout":0}}`, stream, stream)
+		if _, err := m.proxy.Toxics.AddToxicJson(strings.NewReader(body)); err != nil {
+			t.Fatalf("etcdtest: cut off %s: %v", m.name, err)
+		}
+	}
+	return func() { m.proxy.Toxics.ResetToxics(context.Background()) }
+}
 
 // peerURL is the URL peers dial. Peer traffic also passes a proxy: etcd's
 // own shutdown leaves peer connections between in-process members open,
@@ -142,6 +160,10 @@ func (m *Member) start() error {
 	client := mustURL(m.serverClientURL())
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
+	if a := m.cluster.cfg.auth; a != nil && a.TokenTTL > 0 {
+		cfg.AuthToken = "simple"
+		cfg.AuthTokenTTL = uint((a.TokenTTL + time.Second - 1) / time.Second)
+	}
 	if tc := m.cluster.cfg.clientTLS; tc != nil {
 		cfg.ClientTLSInfo = transport.TLSInfo{
 			CertFile:       tc.CertFile,

@@ -28,48 +28,58 @@ const (
 // maxNameLen bounds identity names; they become metric label values.
 const maxNameLen = 128
 
-// normPrefix returns prefix without trailing slashes, or DefaultPrefix when
-// it is empty.
+// normPrefix returns prefix without trailing slashes, DefaultPrefix when it
+// is empty, and "/" for the root. It is idempotent: a prefix normalized by
+// an option and again by a key function is the same prefix (the root once
+// turned into "" and then into DefaultPrefix).
 func normPrefix(prefix string) string {
-	p := strings.TrimRight(prefix, "/")
-	if p == "" {
-		if prefix == "" {
-			return DefaultPrefix
-		}
-		return "" // the root "/"
+	if prefix == "" {
+		return DefaultPrefix
 	}
-	return p
+	if p := strings.TrimRight(prefix, "/"); p != "" {
+		return p
+	}
+	return "/"
+}
+
+// under returns the normalized prefix p with its trailing "/": what every
+// key of the schema starts with.
+func under(p string) string {
+	if p == "/" {
+		return p
+	}
+	return p + "/"
 }
 
 // CAKey returns the etcd key of the CA bundle: <prefix>/ca. An empty prefix
 // means DefaultPrefix.
-func CAKey(prefix string) string { return normPrefix(prefix) + "/" + caName }
+func CAKey(prefix string) string { return under(normPrefix(prefix)) + caName }
 
 // CertKey returns the etcd key of identity name's certificate chain:
 // <prefix>/<name>/tls.crt.
 func CertKey(prefix, name string) string {
-	return normPrefix(prefix) + "/" + name + "/" + certFile
+	return under(normPrefix(prefix)) + name + "/" + certFile
 }
 
 // KeyKey returns the etcd key of identity name's private key:
 // <prefix>/<name>/tls.key. It is also the additional authenticated data of
 // the key's envelope, so a sealed key opens only under this key.
 func KeyKey(prefix, name string) string {
-	return normPrefix(prefix) + "/" + name + "/" + keyFile
+	return under(normPrefix(prefix)) + name + "/" + keyFile
 }
 
 // CASignatureKey returns the etcd key of the CA bundle's detached
 // signature: <prefix>/ca.sig.
-func CASignatureKey(prefix string) string { return normPrefix(prefix) + "/" + caSigName }
+func CASignatureKey(prefix string) string { return under(normPrefix(prefix)) + caSigName }
 
 // RevokedKey returns the etcd key of the revocation list:
 // <prefix>/revoked.
-func RevokedKey(prefix string) string { return normPrefix(prefix) + "/" + revokedName }
+func RevokedKey(prefix string) string { return under(normPrefix(prefix)) + revokedName }
 
 // ClientsKey returns the etcd key of the client policy of identity name:
 // <prefix>/<name>/clients, the clients a server presenting name accepts.
 func ClientsKey(prefix, name string) string {
-	return normPrefix(prefix) + "/" + name + "/" + clientsFile
+	return under(normPrefix(prefix)) + name + "/" + clientsFile
 }
 
 // ValidateName checks that name can be an identity: non-empty, at most 128
@@ -113,7 +123,7 @@ const (
 // parseKey classifies an etcd key under the prefix p (normalised, without
 // the trailing '/').
 func parseKey(p, key string) (kind keyKind, name string) {
-	rest, ok := strings.CutPrefix(key, p+"/")
+	rest, ok := strings.CutPrefix(key, under(p))
 	if !ok {
 		return kindOther, ""
 	}

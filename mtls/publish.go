@@ -149,7 +149,7 @@ func PublishCA(ctx context.Context, cli *clientv3.Client, bundlePEM []byte, opts
 	ctx, cancel := withDefaultTimeout(ctx, o.etcdTimeout)
 	defer cancel()
 	for range publishAttempts {
-		resp, err := cli.Get(ctx, o.prefix+"/", clientv3.WithPrefix())
+		resp, err := cli.Get(ctx, under(o.prefix), clientv3.WithPrefix())
 		if err != nil {
 			return 0, fmt.Errorf("mtls: publish CA bundle: read %s/: %w", o.prefix, err)
 		}
@@ -179,7 +179,7 @@ func PublishCA(ctx context.Context, cli *clientv3.Client, bundlePEM []byte, opts
 				strings.Join(orphans, ", "), ErrOrphanedIdentity)
 		}
 		txn, err := cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(o.prefix+"/"), "<", resp.Header.Revision+1).WithPrefix()).
+			If(clientv3.Compare(clientv3.ModRevision(under(o.prefix)), "<", resp.Header.Revision+1).WithPrefix()).
 			Then(clientv3.OpPut(caKey, string(bundlePEM)), sigOp).
 			Commit()
 		if err != nil {
@@ -207,7 +207,7 @@ func Reseal(ctx context.Context, cli *clientv3.Client, kr *Keyring, opts ...Opti
 	o := newOptions(opts)
 	ctx, cancel := withDefaultTimeout(ctx, o.etcdTimeout)
 	defer cancel()
-	resp, err := cli.Get(ctx, o.prefix+"/", clientv3.WithPrefix())
+	resp, err := cli.Get(ctx, under(o.prefix), clientv3.WithPrefix())
 	if err != nil {
 		return 0, fmt.Errorf("mtls: reseal: read %s/: %w", o.prefix, err)
 	}

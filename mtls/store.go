@@ -105,7 +105,7 @@ func newStore(cli *clientv3.Client, o options, m *storeMetrics) *Store {
 	s := &Store{
 		cli:        cli,
 		o:          o,
-		log:        o.logger.With("prefix", o.prefix+"/"),
+		log:        o.logger.With("prefix", under(o.prefix)),
 		m:          m,
 		done:       make(chan struct{}),
 		expiryDone: make(chan struct{}),

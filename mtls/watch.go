@@ -44,7 +44,7 @@ type refusal struct {
 func newWatchLoop(s *Store) *watchLoop {
 	return &watchLoop{
 		s:        s,
-		watchKey: s.o.prefix + "/",
+		watchKey: under(s.o.prefix),
 		crt:      map[string]rawValue{},
 		key:      map[string]rawValue{},
 		clients:  map[string]rawValue{},

@@ -178,17 +178,16 @@ func (s *script) join(ctx context.Context) (*backend, error) {
 // the fastest backend during the surge: three times its capacity.
 const surgeWorkers = 3 * backendCapacity
 
-// surge has another service flood the fastest backend past its capacity
-// for a while, and shows the client moving its traffic off it while the
-// backend reports the queue, and back when the surge ends.
+// surge has another service flood the backend the client uses most past
+// its capacity for a while, and shows the client moving its traffic off it
+// while the backend reports the queue, and back when the surge ends.
 func (s *script) surge(ctx context.Context) error {
-	b := s.fastest()
-	if b == nil {
-		return errors.New("surge: no backend up")
-	}
 	span := max(s.duration/20, 2*time.Second)
-	before := s.shareOver(ctx, b, span/2)
-	s.scr.say("surge: another service sends %s (%s, works on %d at once) %d requests at a time for %v; the client had %.0f%% of its requests on it",
+	b, before := s.busiest(ctx, span/2)
+	if b == nil {
+		return errors.New("surge: no backend answered")
+	}
+	s.scr.say("surge: another service sends %s (%s, works on %d at once), the backend the client uses most, %d requests at a time for %v; the client had %.0f%% of its requests on it",
 		b.name, fmtDuration(b.latency), backendCapacity, surgeWorkers, span.Round(100*time.Millisecond), 100*before)
 	sctx, stop := context.WithTimeout(ctx, span)
 	flood := s.flood(sctx, b)
@@ -250,6 +249,30 @@ func (s *script) flood(ctx context.Context, b *backend) func() int64 {
 		tr.CloseIdleConnections()
 		return served.Load()
 	}
+}
+
+// busiest returns the backend that gave the most answers over the next d,
+// and its share.
+func (s *script) busiest(ctx context.Context, d time.Duration) (*backend, float64) {
+	c0 := s.load.counts()
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	c1 := s.load.counts()
+	var best *backend
+	var most, all uint64
+	for _, b := range s.fleet.list() {
+		n := c1[b.name] - c0[b.name]
+		all += n
+		if b.State() == "up" && (best == nil || n > most) {
+			best, most = b, n
+		}
+	}
+	if best == nil || all == 0 {
+		return best, 0
+	}
+	return best, float64(most) / float64(all)
 }
 
 // shareOver returns the share of the client's answers that b gave over the

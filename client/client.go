@@ -343,7 +343,7 @@ func (c *Client) Endpoints() []EndpointInfo {
 		}
 		if at := ep.hot.rifAt.Load(); at != 0 {
 			info.ReportedInFlight = loadFloat(&ep.hot.rif)
-			info.ReportedCapacity = loadFloat(&ep.hot.capacity)
+			_, info.ReportedCapacity = ep.hot.loadStats()
 			info.ReportAge = time.Duration(now - at)
 		}
 		info.Expected = time.Duration(expectedOf(c.cfg, ep, now))

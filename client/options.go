@@ -115,6 +115,9 @@ type config struct {
 	hashHeader string
 
 	now func() int64 // monotonic nanoseconds; tests may replace it
+
+	// rand is the picks' random source, one per client.
+	rand *randSource
 }
 
 func defaultConfig() config {
@@ -134,6 +137,7 @@ func defaultConfig() config {
 		zone:           Zone{}.withDefaults(),
 		retry:          RetryPolicy{}.withDefaults(),
 		now:            func() int64 { return int64(time.Since(epoch)) },
+		rand:           newRandSource(),
 	}
 }
 

@@ -1,8 +1,6 @@
 package client
 
-import (
-	"math/rand/v2"
-)
+import ()
 
 // maxAttempts bounds the attempts of one request (first try, retries and
 // hedges) that a pick must avoid repeating.
@@ -47,7 +45,7 @@ func (r *pickRequest) addTried(ep *endpoint) {
 // It takes no lock and allocates nothing.
 func (s *snapshot) pick(r *pickRequest) *endpoint {
 	first, second := s.stable, s.canary
-	if c := s.cfg.canary; c != nil && (r.canary || (c.Share > 0 && rand.Float64() < c.Share)) {
+	if c := s.cfg.canary; c != nil && (r.canary || (c.Share > 0 && s.cfg.rand.float64() < c.Share)) {
 		first, second = second, first
 	}
 	if ep := s.pickFrom(first, r); ep != nil {

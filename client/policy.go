@@ -2,7 +2,6 @@ package client
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"strings"
 )
 
@@ -64,9 +63,3 @@ func ParsePolicy(s string) (Policy, error) {
 	}
 	return "", fmt.Errorf("client: unknown policy %q (want one of %s)", s, strings.Join(names, ", "))
 }
-
-// randN returns a random int in [0, n). math/rand/v2's top-level functions
-// are lock-free per-thread generators: no contention, no allocation.
-func randN(n int) int { return rand.IntN(n) }
-
-func randUint64() uint64 { return rand.Uint64() }

@@ -106,7 +106,7 @@ func pickConsistentHash(s *snapshot, p *pool, r *pickRequest) *endpoint {
 	}
 	h := r.hash
 	if !r.hasHash {
-		h = randUint64()
+		h = s.cfg.rand.uint64()
 	}
 	i, _ := slices.BinarySearchFunc(ring, h, func(e ringEntry, h uint64) int {
 		switch {

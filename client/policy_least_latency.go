@@ -84,22 +84,7 @@ func (p *pool) expected(i int, cfg *config, now int64) (cost, load float64) {
 // queue.
 func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, hot bool) {
 	h := p.hot[i]
-	cost = loadFloat(&h.est)
-	if f := loadFloat(&h.floor); f > 0 && cost > f {
-		// What the latest answers said above the endpoint's best fades
-		// as they age: a queue met once, or a spike, says less and less
-		// of the next request (estimateMemory).
-		cost = f + (cost-f)*decay(float64(max(now-h.estAt.Load(), 0))/float64(estimateMemory))
-		// Recent answers slower than the endpoint's best: queueing (or a
-		// slowdown) that the next request may meet too. Counting the
-		// spread once more makes the choice averse to tails, and keeps
-		// many clients from piling onto the endpoint they all find
-		// fastest, which is where the queues form. (Counted twice, it
-		// queued as rarely as round robin with capacity-limited backends,
-		// but latency noise on a busy machine then sent a third of the
-		// quickstart's traffic from its 3 ms backend to its 6 ms one.)
-		cost *= cost / f
-	}
+	cost = loadFloat(&h.base)
 	waiting := h.waiting.Load()
 	load = float64(max(h.inflight.Load(), waiting))
 	if at := h.rifAt.Load(); at != 0 {
@@ -110,9 +95,9 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 			// less: the load estimate moves from it towards the endpoint's
 			// usual load (the reports' average), not towards zero, lest
 			// every client take a stale report for a free endpoint.
-			mean := loadFloat(&h.rifMean)
+			mean, c := h.loadStats()
 			load = max(load, mean+(rif-mean)*fresh)
-			if c := loadFloat(&h.capacity); c > 0 {
+			if c > 0 {
 				// The server says how much it serves at once. A fresh
 				// report tells the queue a request would join: the latency
 				// of one that does not queue (floor), plus one service time
@@ -152,8 +137,14 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 }
 
 // expectedOf is expected for an endpoint outside any pool, as shown to
-// people.
+// people, with its latency part computed at now rather than at the last
+// refresh.
 func expectedOf(cfg *config, ep *endpoint, now int64) float64 {
+	if ep.hot.measured() {
+		ep.mu.Lock()
+		ep.hot.rebase(now)
+		ep.mu.Unlock()
+	}
 	p := pool{eps: []*endpoint{ep}, hot: []*hotState{ep.hot}}
 	c, _ := p.expected(0, cfg, now)
 	return c
@@ -208,27 +199,25 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 		}
 	}
 	s := p.sampler.Load()
-	u := randUint64()
+	u := cfg.rand.uint64()
 	front := s.front
 	lead := int(front[(u>>48)*uint64(len(front))>>16])
 	if len(p.eps) == 1 || r.excluded(p.eps[lead]) {
 		return p.twoChoices(cfg, r, s)
 	}
 	n := len(p.eps)
-	for try := 0; try < 2*candidateTries; try++ {
-		var c int
-		if try < candidateTries {
-			c = s.drawBits(u)
-		} else {
-			// The draw keeps landing on the leader (it is far ahead):
-			// any other endpoint is a challenger.
-			c = int((u & 0xffffffff) * uint64(n-1) >> 32)
+	for try := 0; try < candidateTries; try++ {
+		c := s.drawBits(u)
+		if c == lead {
+			// The draw landed on the leader (it is far ahead, and so
+			// often drawn): any other endpoint is a challenger.
+			c = int((u >> 32) * uint64(n-1) >> 32)
 			if c >= lead {
 				c++
 			}
 		}
-		if c == lead || (r.ntried > 0 && r.excluded(p.eps[c])) {
-			u = randUint64()
+		if r.ntried > 0 && r.excluded(p.eps[c]) {
+			u = cfg.rand.uint64()
 			continue
 		}
 		w, hot := p.betterHot(lead, c, u&(1<<48) == 0, cfg, r.now)
@@ -236,7 +225,7 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 			// Both are full, by their servers' reports: a third candidate,
 			// drawn uniformly, may well have room (Prequal's cold
 			// replicas come from random probes for this reason).
-			if x := randN(n); x != lead && x != c && (r.ntried == 0 || !r.excluded(p.eps[x])) {
+			if x := cfg.rand.n(n); x != lead && x != c && (r.ntried == 0 || !r.excluded(p.eps[x])) {
 				w = p.better(w, x, u&(1<<49) == 0, cfg, r.now)
 			}
 		}
@@ -284,9 +273,9 @@ func (p *pool) twoChoices(cfg *config, r *pickRequest, s *sampler) *endpoint {
 	for try := 0; try < 2*candidateTries && b < 0; try++ {
 		var i int
 		if s != nil && try < candidateTries {
-			i = s.draw()
+			i = s.drawBits(cfg.rand.uint64())
 		} else {
-			i = randN(n) // uniform, or the weighted draw keeps finding the same
+			i = cfg.rand.n(n) // uniform, or the weighted draw keeps finding the same
 		}
 		if i == a || (r.ntried > 0 && r.excluded(p.eps[i])) {
 			continue
@@ -303,7 +292,7 @@ func (p *pool) twoChoices(cfg *config, r *pickRequest, s *sampler) *endpoint {
 	case b < 0:
 		return p.eps[a]
 	}
-	return p.eps[p.better(a, b, randUint64()&1 == 0, cfg, r.now)]
+	return p.eps[p.better(a, b, cfg.rand.uint64()&1 == 0, cfg, r.now)]
 }
 
 // cheapest returns the untried endpoint of lowest expected latency, or nil.
@@ -336,8 +325,8 @@ func pickLeastRequest(p *pool, cfg *config, r *pickRequest) *endpoint {
 		return p.eps[0]
 	}
 	for try := 0; try < candidateTries; try++ {
-		i := randN(n)
-		j := randN(n - 1)
+		i := cfg.rand.n(n)
+		j := cfg.rand.n(n - 1)
 		if j >= i {
 			j++
 		}
@@ -378,6 +367,14 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 	costs := make([]float64, n)
 	hot := make([]bool, n)
 	best := math.Inf(1)
+	for i, h := range p.hot {
+		if h.measured() {
+			ep := p.eps[i]
+			ep.mu.Lock()
+			h.rebase(now) // the fading of spikes and queues, every refresh
+			ep.mu.Unlock()
+		}
+	}
 	for i := range p.eps {
 		costs[i], _, hot[i] = p.expectedHot(i, cfg, now)
 		best = min(best, costs[i])
@@ -387,7 +384,7 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 		if c <= best*(1+cfg.tieBand) {
 			if len(front) == maxFront {
 				// Reservoir sampling: a uniform subset of a large front.
-				if k := randN(i + 1); k < maxFront {
+				if k := cfg.rand.n(i + 1); k < maxFront {
 					front[k] = int32(i)
 				}
 				continue

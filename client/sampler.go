@@ -2,7 +2,6 @@ package client
 
 import (
 	"math"
-	"math/rand/v2"
 )
 
 // sampler draws indexes with given probabilities in constant time: Vose's
@@ -80,9 +79,6 @@ func probability32(p float64) uint32 {
 	}
 	return uint32(p * (1 << 32))
 }
-
-// draw returns an index.
-func (s *sampler) draw() int { return s.drawBits(rand.Uint64()) }
 
 // drawBits returns an index chosen by the low 48 bits of the random u: the
 // low 32 choose the column (Lemire's multiply-shift range reduction), the

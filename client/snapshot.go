@@ -1,7 +1,6 @@
 package client
 
 import (
-	"math/rand/v2"
 	"sync/atomic"
 
 	"google.golang.org/grpc/connectivity"
@@ -175,7 +174,7 @@ func newPool(cfg *config, eps []*endpoint, now int64) *pool {
 	}
 	// Start each new pool at a random place, so that frequent rebuilds do
 	// not favour the first endpoints.
-	p.next.Store(rand.Uint64())
+	p.next.Store(cfg.rand.uint64())
 	switch cfg.policy {
 	case WeightedRoundRobin:
 		p.wrr = smoothWRRSchedule(eps, cfg, now)

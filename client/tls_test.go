@@ -16,7 +16,6 @@ import (
 	"github.com/smartroute/smartroute/internal/testbackend"
 	"github.com/smartroute/smartroute/internal/testlog"
 	"github.com/smartroute/smartroute/mtls"
-	"github.com/smartroute/smartroute/probe"
 )
 
 // getTLS sends GET https://api/ and returns the backend's name, the Host
@@ -56,9 +55,7 @@ func TestHTTPSKeepsTheServiceNameForHostAndVerification(t *testing.T) {
 	// Round robin, so that both backends take requests whatever their
 	// latencies on a busy machine: the test is about names, not choice.
 	c := staticClient(t, endpointsOf(a.Addr(), b.Addr()), fastProbe(), client.WithTransport(tr), client.WithPolicy(client.RoundRobin))
-	waitFor(t, 30*time.Second, "both backends to be probed healthy", func() bool {
-		return info(c, a.Addr()).Health == probe.Healthy && info(c, b.Addr()).Health == probe.Healthy
-	})
+	waitHealthy(t, c, a, b)
 	// 20 requests, and on until both backends answered (a probe may call
 	// one unhealthy for a moment on a loaded machine): each answer over
 	// TLS verified for "api", with Host "api".
@@ -154,7 +151,7 @@ func TestFaultCertificateRotationUnderLoad(t *testing.T) {
 		tl.mu.Lock()
 		start := tl.total
 		tl.mu.Unlock()
-		waitFor(t, 10*time.Second, "requests to flow", func() bool {
+		waitFor(t, readyTimeout, "requests to flow", func() bool {
 			tl.mu.Lock()
 			defer tl.mu.Unlock()
 			return tl.total >= start+n
@@ -183,7 +180,7 @@ func TestFaultCertificateRotationUnderLoad(t *testing.T) {
 // are old: a rotated server certificate reaches a client that never stops
 // sending. Without it, the first connection would serve for ever.
 func TestMaxConnectionAgeMakesLongLivedConnectionsRehandshake(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	ca := certgen.NewCA(t, "test CA")
 	var current atomic.Pointer[tls.Certificate]
 	first := ca.Server(t, []string{"api"}).TLSCertificate(t)

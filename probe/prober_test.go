@@ -185,7 +185,7 @@ func TestSetAddrsAddsAndRemovesWithoutDisturbing(t *testing.T) {
 	n := len(rec.of(b.Addr()))
 	p.SetAddrs([]string{a.Addr(), b.Addr(), c.Addr()})
 	var evs []Event
-	waitFor(t, 5*time.Second, "a check of the re-added address", func() bool {
+	waitFor(t, readyTimeout, "a check of the re-added address", func() bool {
 		evs = rec.of(b.Addr())
 		return len(evs) > n
 	})
@@ -271,7 +271,7 @@ func TestSubscriberNeverOverlapsForOneAddress(t *testing.T) {
 		}
 	})
 	p.SetAddrs([]string{addr})
-	waitFor(t, 5*time.Second, "the first callback", func() bool { return inside.Load() == 1 })
+	waitFor(t, readyTimeout, "the first callback", func() bool { return inside.Load() == 1 })
 	// Remove and re-add while the old loop is still in its callback: the
 	// new loop must not deliver before the old one returned.
 	p.SetAddrs(nil)
@@ -281,7 +281,7 @@ func TestSubscriberNeverOverlapsForOneAddress(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // bounded look for a wrong overlap
 	}
 	close(gate)
-	waitFor(t, 5*time.Second, "callbacks of the new loop", func() bool { return calls.Load() >= 3 })
+	waitFor(t, readyTimeout, "callbacks of the new loop", func() bool { return calls.Load() >= 3 })
 	if n := overlaps.Load(); n != 0 {
 		t.Fatalf("subscriber ran concurrently for one address %d times", n)
 	}
@@ -332,7 +332,7 @@ func TestCloseStopsEveryLoop(t *testing.T) {
 	var calls atomic.Int64
 	p.Subscribe(func(Event) { calls.Add(1) })
 	p.SetAddrs([]string{hole.Addr(), b.Addr()})
-	waitFor(t, 5*time.Second, "a check of the backend and a connection to the blackhole", func() bool {
+	waitFor(t, readyTimeout, "a check of the backend and a connection to the blackhole", func() bool {
 		return calls.Load() > 0 && hole.Accepted() > 0
 	})
 	start := time.Now()

@@ -281,7 +281,12 @@ func TestGRPCBalancerStoppedServerCostsNoFailedRPC(t *testing.T) {
 func TestGRPCBalancerAvoidsNotServing(t *testing.T) {
 	for _, tc := range []struct{ name, lb, extra string }{
 		{"client-side health checking", `{"policy":"round_robin","probe":{"kind":"none"}}`, `,"healthCheckConfig":{"serviceName":""}`},
-		{"probe", `{"policy":"round_robin","probe":{"kind":"grpc","interval":"25ms","rise":1,"fall":1}}`, ""},
+		// Three failed checks before a server counts as unhealthy, each
+		// allowed 5 s: every check dials the server anew, which on a loaded
+		// machine with the race detector can take over a second, and two
+		// healthy servers called unhealthy at once would put the balancer
+		// in panic mode (it then picks among all three, s0 included).
+		{"probe", `{"policy":"round_robin","probe":{"kind":"grpc","interval":"50ms","timeout":"5s","rise":1,"fall":3}}`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := ctxFor(t, 90*time.Second)

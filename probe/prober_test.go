@@ -55,8 +55,12 @@ func TestRiseFallRestart(t *testing.T) {
 }
 
 func TestSmoothedRTTRanksSlowerAndFlips(t *testing.T) {
-	fastB := testbackend.MustHTTP(t, testbackend.WithLatency(5*time.Millisecond))
-	slowB := testbackend.MustHTTP(t, testbackend.WithLatency(25*time.Millisecond))
+	// The slow backend is 100 ms slower: each HTTP check makes a new
+	// connection, and on a loaded 2-core machine with the race detector
+	// that alone has added over 20 ms to a 5 ms answer.
+	const quick, slow = 5 * time.Millisecond, 105 * time.Millisecond
+	fastB := testbackend.MustHTTP(t, testbackend.WithLatency(quick))
+	slowB := testbackend.MustHTTP(t, testbackend.WithLatency(slow))
 	a, s := fastB.Addr(), slowB.Addr()
 	p := newProber(t, HTTP{}, fast(WithDecay(100*time.Millisecond))...)
 	p.SetAddrs([]string{a, s})
@@ -64,14 +68,14 @@ func TestSmoothedRTTRanksSlowerAndFlips(t *testing.T) {
 	stA, stS := waitChecks(t, p, a, 8), waitChecks(t, p, s, 8)
 	stA, _ = p.Status(a)
 	if stS.RTT-stA.RTT < 10*time.Millisecond {
-		t.Fatalf("smoothed RTT: 25ms backend %v, 5ms backend %v; want the first >10ms slower", stS.RTT, stA.RTT)
+		t.Fatalf("smoothed RTT: %v backend %v, %v backend %v; want the first >10ms slower", slow, stS.RTT, quick, stA.RTT)
 	}
-	if stS.LastRTT < 25*time.Millisecond {
-		t.Fatalf("LastRTT of the 25ms backend = %v", stS.LastRTT)
+	if stS.LastRTT < slow {
+		t.Fatalf("LastRTT of the %v backend = %v", slow, stS.LastRTT)
 	}
 
-	fastB.SetLatency(25 * time.Millisecond)
-	slowB.SetLatency(5 * time.Millisecond)
+	fastB.SetLatency(slow)
+	slowB.SetLatency(quick)
 	stA = waitChecks(t, p, a, stA.Checks+15)
 	stS = waitChecks(t, p, s, stS.Checks+15)
 	stA, _ = p.Status(a)
@@ -83,7 +87,10 @@ func TestSmoothedRTTRanksSlowerAndFlips(t *testing.T) {
 func TestBlackholeFailsAfterTimeoutWithoutHoldingOthers(t *testing.T) {
 	hole := testbackend.MustBlackhole(t)
 	good := testbackend.MustHTTP(t)
-	const timeout = 150 * time.Millisecond
+	// The good backend's checks share the timeout: 500 ms, so that on a
+	// loaded machine, where a check of a live backend on a new connection
+	// can take over 100 ms, they do not time out too.
+	const timeout = 500 * time.Millisecond
 	p := newProber(t, HTTP{}, fast(WithTimeout(timeout), WithFall(2))...)
 	rec := record(p)
 	start := time.Now()

@@ -19,7 +19,8 @@ import (
 )
 
 // steady sends GETs from workers goroutines until stop is closed, counting
-// sent and failed requests. Every request has a deadline.
+// sent and failed requests. Every request has a deadline, a bound against
+// a hang (30 s): the tests' own timeouts decide what counts as slow.
 type steady struct {
 	sent, failed atomic.Int64
 	mu           sync.Mutex
@@ -41,7 +42,7 @@ func startSteady(c *client.Client, workers int) *steady {
 					return
 				default:
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 				name, err := get(ctx, c, "http")
 				cancel()
 				s.sent.Add(1)
@@ -227,9 +228,12 @@ func TestFaultBackendFaultsCostNoFailedRequest(t *testing.T) {
 		proxies[i] = testbackend.MustProxy(t, b.Addr())
 		addrs[i] = proxies[i].Addr()
 	}
+	// A per-try timeout of 2 s: a loaded 2-core machine has stalled this
+	// process for 2 s, and with 500 ms healthy backends timed out and were
+	// ejected before any fault, leaving too few to retry on.
 	c := staticClient(t, endpointsOf(addrs...), fastProbe(),
 		client.WithOutlierDetection(client.OutlierDetection{ConsecutiveFailures: 2, BaseEjectionTime: 10 * time.Second, MaxEjectedShare: 0.8}),
-		client.WithRetries(client.RetryPolicy{MaxRetries: 3, PerTryTimeout: 500 * time.Millisecond}))
+		client.WithRetries(client.RetryPolicy{MaxRetries: 3, PerTryTimeout: 2 * time.Second}))
 	s := startSteady(c, 4)
 	for _, b := range bs {
 		s.waitServed(t, readyTimeout, b.Name())

@@ -19,7 +19,8 @@ import (
 )
 
 // steady sends GETs from workers goroutines until stop is closed, counting
-// sent and failed requests. Every request has a deadline.
+// sent and failed requests. Every request has a deadline, a bound against
+// a hang (30 s): the tests' own timeouts decide what counts as slow.
 type steady struct {
 	sent, failed atomic.Int64
 	mu           sync.Mutex
@@ -41,7 +42,7 @@ func startSteady(c *client.Client, workers int) *steady {
 					return
 				default:
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 				name, err := get(ctx, c, "http")
 				cancel()
 				s.sent.Add(1)
@@ -105,7 +106,7 @@ func etcdBackends(t *testing.T, cli *clientv3.Client, n int, ttl time.Duration) 
 
 func registerBackend(t *testing.T, cli *clientv3.Client, b *testbackend.HTTP, ttl time.Duration) *registry.Registration {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	reg, err := registry.Register(ctx, cli, registry.Instance{Service: "api", ID: b.Name(), Addr: b.Addr()},
 		registry.WithTTL(ttl), registry.WithLogger(testlog.New(t)), registry.WithBackoff(50*time.Millisecond, 500*time.Millisecond))
@@ -127,7 +128,7 @@ func etcdClient(t *testing.T, cli *clientv3.Client, opts ...client.Option) *clie
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatal(err)
@@ -145,13 +146,13 @@ func TestFaultEtcdLeaderKilledUnderTraffic(t *testing.T) {
 	c := etcdClient(t, cli)
 	s := startSteady(c, 4)
 	for _, b := range bs {
-		s.waitServed(t, 5*time.Second, b.Name())
+		s.waitServed(t, readyTimeout, b.Name())
 	}
 
 	leader := cluster.Leader(t)
 	leader.Kill(t)
 	t.Logf("killed the leader %s", leader.Name())
-	waitFor(t, 10*time.Second, "a new leader", func() bool {
+	waitFor(t, readyTimeout, "a new leader", func() bool {
 		for _, m := range cluster.Members() {
 			if m != leader && m.Running() && m.IsLeader() {
 				return true
@@ -161,7 +162,7 @@ func TestFaultEtcdLeaderKilledUnderTraffic(t *testing.T) {
 	})
 	fresh := testbackend.MustHTTP(t, testbackend.WithName("late"), testbackend.WithLatency(time.Millisecond))
 	registerBackend(t, cli, fresh, 5*time.Second)
-	s.waitServed(t, 10*time.Second, "late")
+	s.waitServed(t, readyTimeout, "late")
 	for _, r := range regs {
 		if st := r.State(); st != registry.Registered {
 			t.Errorf("registration %s: %v after the leader was killed", r.Key(), st)
@@ -182,28 +183,28 @@ func TestFaultEtcdDownLongerThanTheTTL(t *testing.T) {
 	c := etcdClient(t, cli)
 	s := startSteady(c, 3)
 	for _, b := range bs {
-		s.waitServed(t, 5*time.Second, b.Name())
+		s.waitServed(t, readyTimeout, b.Name())
 	}
 
 	cluster.Stop(t)
 	down := time.Now()
 	t.Logf("etcd down at %s", down.Format("15:04:05.000"))
-	waitFor(t, 10*time.Second, "the registrations to see the outage", func() bool {
+	waitFor(t, readyTimeout, "the registrations to see the outage", func() bool {
 		return regs[0].State() == registry.Lost
 	})
 	// Keep etcd down past the TTL while traffic flows on the last set.
 	for time.Since(down) < ttl+time.Second {
 		before := s.sent.Load()
-		waitFor(t, 5*time.Second, "requests to flow while etcd is down", func() bool { return s.sent.Load() > before+10 })
+		waitFor(t, readyTimeout, "requests to flow while etcd is down", func() bool { return s.sent.Load() > before+10 })
 	}
 	for _, b := range bs {
-		s.waitServed(t, 5*time.Second, b.Name())
+		s.waitServed(t, readyTimeout, b.Name())
 	}
 	cluster.Restart(t)
 	t.Logf("etcd back at %s", time.Now().Format("15:04:05.000"))
 
 	for _, r := range regs {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 		for r.State() != registry.Registered && r.WaitForStateChange(ctx, r.State()) {
 		}
 		cancel()
@@ -213,7 +214,7 @@ func TestFaultEtcdDownLongerThanTheTTL(t *testing.T) {
 	}
 	fresh := testbackend.MustHTTP(t, testbackend.WithName("late"), testbackend.WithLatency(time.Millisecond))
 	registerBackend(t, cli, fresh, ttl)
-	s.waitServed(t, 15*time.Second, "late")
+	s.waitServed(t, readyTimeout, "late")
 	s.end(t)
 }
 
@@ -227,12 +228,15 @@ func TestFaultBackendFaultsCostNoFailedRequest(t *testing.T) {
 		proxies[i] = testbackend.MustProxy(t, b.Addr())
 		addrs[i] = proxies[i].Addr()
 	}
+	// A per-try timeout of 2 s: a loaded 2-core machine has stalled this
+	// process for 2 s, and with 500 ms healthy backends timed out and were
+	// ejected before any fault, leaving too few to retry on.
 	c := staticClient(t, endpointsOf(addrs...), fastProbe(),
 		client.WithOutlierDetection(client.OutlierDetection{ConsecutiveFailures: 2, BaseEjectionTime: 10 * time.Second, MaxEjectedShare: 0.8}),
-		client.WithRetries(client.RetryPolicy{MaxRetries: 3, PerTryTimeout: 500 * time.Millisecond}))
+		client.WithRetries(client.RetryPolicy{MaxRetries: 3, PerTryTimeout: 2 * time.Second}))
 	s := startSteady(c, 4)
 	for _, b := range bs {
-		s.waitServed(t, 5*time.Second, b.Name())
+		s.waitServed(t, readyTimeout, b.Name())
 	}
 	faults := []struct {
 		name   string
@@ -249,18 +253,18 @@ func TestFaultBackendFaultsCostNoFailedRequest(t *testing.T) {
 		}
 		t.Logf("fault %s on %s", f.name, bs[i].Name())
 		// Traffic goes on; wait for a healthy backend to take some more.
-		s.waitServed(t, 5*time.Second, "b4")
+		s.waitServed(t, readyTimeout, "b4")
 	}
 	// Traffic has left the faulty backends: b4 takes everything now.
-	waitFor(t, 10*time.Second, "traffic to leave the faulty backends", func() bool {
+	waitFor(t, readyTimeout, "traffic to leave the faulty backends", func() bool {
 		before := make([]int64, 4)
 		for i := range before {
 			before[i] = s.served(bs[i].Name())
 		}
 		b4 := s.served("b4")
-		s.waitServed(t, 5*time.Second, "b4")
+		s.waitServed(t, readyTimeout, "b4")
 		for range 20 {
-			s.waitServed(t, 5*time.Second, "b4")
+			s.waitServed(t, readyTimeout, "b4")
 		}
 		for i := range before {
 			if s.served(bs[i].Name()) != before[i] {
@@ -279,11 +283,13 @@ func TestFaultEmptySetIsHeldForTheGracePeriod(t *testing.T) {
 	cluster := etcdtest.Start(t)
 	cli := cluster.Client(t)
 	bs, regs := etcdBackends(t, cli, 2, 5*time.Second)
-	const grace = 2 * time.Second
+	// Long enough for the checks made within it (keys gone, 20 requests,
+	// the table read) to finish inside it on a loaded machine.
+	const grace = 5 * time.Second
 	c := etcdClient(t, cli, client.WithEmptySetGrace(grace))
 	s := startSteady(c, 2)
 	for _, b := range bs {
-		s.waitServed(t, 5*time.Second, b.Name())
+		s.waitServed(t, readyTimeout, b.Name())
 	}
 	start := time.Now()
 	for _, r := range regs {

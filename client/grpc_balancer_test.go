@@ -46,7 +46,7 @@ func (e *grpcEnv) serve(name string, d time.Duration) (*testbackend.GRPC, *regis
 
 func (e *grpcEnv) register(id, addr string) *registry.Registration {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	reg, err := registry.Register(ctx, e.cli, registry.Instance{Service: "echo", ID: id, Addr: addr}, registry.WithTTL(5*time.Second))
 	if err != nil {
@@ -87,44 +87,85 @@ func rpcs(ctx context.Context, c testpb.TestServiceClient, n, workers int, durin
 	return drive(ctx, n, workers, during, func() (string, error) { return call(ctx, c, opts...) })
 }
 
+// reachEvery sends wait-for-ready RPCs from one goroutine until every one of
+// bs has answered one, which shows that its connection is READY and in the
+// balancer's picker; it fails t if an RPC fails or readyTimeout passes. A
+// test that counts where RPCs go starts from there, not from a fixed number
+// of RPCs: on a busy machine, the first connections may be READY well
+// before the last.
+func reachEvery(ctx context.Context, t *testing.T, c testpb.TestServiceClient, bs ...*testbackend.GRPC) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	tl := newTally()
+	for {
+		missing := ""
+		for _, b := range bs {
+			if tl.by[b.Name()] == 0 {
+				missing = b.Name()
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		tl.add(call(ctx, c, grpc.WaitForReady(true)))
+		if tl.failed > 0 {
+			t.Fatalf("waiting for every server to take an RPC (%s has none): %v", missing, tl)
+		}
+	}
+}
+
 const fastGRPCProbe = `"probe":{"kind":"tcp","interval":"25ms","rise":1,"fall":1}`
 
+// With three servers, one much slower, least_latency sends it few RPCs;
+// when the latencies swap, traffic follows.
 func TestGRPCBalancerAvoidsTheSlowServerAndFollowsASwap(t *testing.T) {
-	ctx := ctxFor(t, 60*time.Second)
+	ctx := ctxFor(t, 90*time.Second)
 	e := newGRPCEnv(t)
 	var bs []*testbackend.GRPC
 	for i := range 3 {
 		b, _ := e.serve(fmt.Sprintf("s%d", i), 2*time.Millisecond)
 		bs = append(bs, b)
 	}
-	bs[2].SetLatency(22 * time.Millisecond)
+	// The slow server is 100 ms slower: on a loaded 2-core machine with the
+	// race detector, the fast servers' own RPCs often take tens of
+	// milliseconds, and with one of the two fast servers briefly estimated
+	// slow after such a spike, a smaller gap would measure the machine,
+	// not the balancer (the routing benchmarks measure a 20 ms gap on a
+	// quiet one).
+	const slow = 102 * time.Millisecond
+	bs[2].SetLatency(slow)
 	// A 2 s latency decay (default 10 s) so that the swap is followed
 	// within the test's patience even on a loaded machine.
 	c := e.dial(`{"policy":"least_latency","latencyDecay":"2s",`+fastGRPCProbe+`}`, "")
+	reachEvery(ctx, t, c, bs...)
 
 	// Two callers: with more, the cost model (latency × (in-flight + 1))
 	// rightly sends some calls to the slow server while the fast ones are
 	// each several calls deep.
-	tl := rpcs(ctx, c, 300, 2, nil, grpc.WaitForReady(true))
+	tl := rpcs(ctx, c, 300, 2, nil)
 	if tl.failed > 0 {
 		t.Fatal(tl)
 	}
-	// Round robin would send it a third; on a loaded 2-core machine with
-	// the race detector, latency noise is of the order of the 20 ms gap.
+	// Round robin would send it a third.
 	if s := tl.share("s2"); s > 0.10 {
 		t.Errorf("slow server took %.1f%% of RPCs: %v", 100*s, tl)
 	}
 	t.Logf("before the swap: %v", tl)
 
 	bs[2].SetLatency(2 * time.Millisecond)
-	bs[0].SetLatency(22 * time.Millisecond)
+	bs[0].SetLatency(slow)
 	start := time.Now()
-	for round := 0; ; round++ {
+	for {
 		tl = rpcs(ctx, c, 100, 2, nil)
+		if tl.failed > 0 {
+			t.Fatal(tl)
+		}
 		if tl.share("s0") <= 0.10 && tl.share("s2") >= 0.10 {
 			break
 		}
-		if round == 50 || ctx.Err() != nil {
+		if time.Since(start) > readyTimeout || ctx.Err() != nil {
 			t.Fatalf("traffic did not follow the swap after %v: %v", time.Since(start), tl)
 		}
 	}
@@ -136,9 +177,10 @@ func TestGRPCBalancerAvoidsTheSlowServerAndFollowsASwap(t *testing.T) {
 func TestGRPCBalancerFollowsRegistrations(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 	e := newGRPCEnv(t)
-	_, _ = e.serve("s0", 0)
+	s0, _ := e.serve("s0", 0)
 	c := e.dial(`{"policy":"round_robin",`+fastGRPCProbe+`}`, "")
-	if tl := rpcs(ctx, c, 10, 1, nil, grpc.WaitForReady(true)); tl.failed > 0 {
+	reachEvery(ctx, t, c, s0)
+	if tl := rpcs(ctx, c, 10, 1, nil); tl.failed > 0 {
 		t.Fatal(tl)
 	}
 
@@ -151,8 +193,8 @@ func TestGRPCBalancerFollowsRegistrations(t *testing.T) {
 			t.Fatal(err)
 		}
 		took = time.Since(start)
-		if took > 5*time.Second {
-			t.Fatal("the new server got no RPC within 5s")
+		if took > readyTimeout {
+			t.Fatalf("the new server got no RPC within %v", readyTimeout)
 		}
 	}
 	t.Logf("new server's first RPC %v after its registration", took)
@@ -166,7 +208,7 @@ func TestGRPCBalancerFollowsRegistrations(t *testing.T) {
 	}
 	waitQuiet := func(b *testbackend.GRPC, what string) {
 		t.Helper()
-		waitFor(t, 5*time.Second, what, func() bool {
+		waitFor(t, readyTimeout, what, func() bool {
 			before := b.Requests()
 			tl := rpcs(ctx, c, 20, 1, nil)
 			return tl.failed == 0 && b.Requests() == before
@@ -181,7 +223,7 @@ func TestGRPCBalancerFollowsRegistrations(t *testing.T) {
 	// Deregistered: likewise.
 	s2 := testbackend.MustGRPC(t, testbackend.WithName("s2"))
 	reg2 := e.register("s2", s2.Addr())
-	waitFor(t, 5*time.Second, "s2 to receive RPCs", func() bool {
+	waitFor(t, readyTimeout, "s2 to receive RPCs", func() bool {
 		_, _ = call(ctx, c)
 		return s2.Requests() > 0
 	})
@@ -215,9 +257,9 @@ func TestGRPCBalancerStoppedServerCostsNoFailedRPC(t *testing.T) {
 				bs = append(bs, b)
 			}
 			c := e.dial(`{"policy":"round_robin",`+fastGRPCProbe+`}`, tc.extra)
-			if tl := rpcs(ctx, c, 30, 1, nil, grpc.WaitForReady(true)); tl.failed > 0 {
-				t.Fatal(tl)
-			}
+			// Every server READY first: the stop must hit a server that
+			// takes its share.
+			reachEvery(ctx, t, c, bs...)
 			tl := rpcs(ctx, c, 400, 4, func() {
 				if err := tc.stop(bs[1]); err != nil {
 					t.Error(err)
@@ -239,10 +281,15 @@ func TestGRPCBalancerStoppedServerCostsNoFailedRPC(t *testing.T) {
 func TestGRPCBalancerAvoidsNotServing(t *testing.T) {
 	for _, tc := range []struct{ name, lb, extra string }{
 		{"client-side health checking", `{"policy":"round_robin","probe":{"kind":"none"}}`, `,"healthCheckConfig":{"serviceName":""}`},
-		{"probe", `{"policy":"round_robin","probe":{"kind":"grpc","interval":"25ms","rise":1,"fall":1}}`, ""},
+		// Three failed checks before a server counts as unhealthy, each
+		// allowed 5 s: every check dials the server anew, which on a loaded
+		// machine with the race detector can take over a second, and two
+		// healthy servers called unhealthy at once would put the balancer
+		// in panic mode (it then picks among all three, s0 included).
+		{"probe", `{"policy":"round_robin","probe":{"kind":"grpc","interval":"50ms","timeout":"5s","rise":1,"fall":3}}`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := ctxFor(t, 30*time.Second)
+			ctx := ctxFor(t, 90*time.Second)
 			e := newGRPCEnv(t)
 			var bs []*testbackend.GRPC
 			for i := range 3 {
@@ -250,11 +297,11 @@ func TestGRPCBalancerAvoidsNotServing(t *testing.T) {
 				bs = append(bs, b)
 			}
 			c := e.dial(tc.lb, tc.extra)
-			if tl := rpcs(ctx, c, 30, 1, nil, grpc.WaitForReady(true)); tl.failed > 0 || tl.by["s0"] == 0 {
-				t.Fatal(tl)
-			}
+			// Every server READY and taking RPCs first, s0 included, so
+			// that avoiding s0 afterwards is the health check's doing.
+			reachEvery(ctx, t, c, bs...)
 			bs[0].SetServing("", false)
-			waitFor(t, 5*time.Second, "the NOT_SERVING server to be avoided", func() bool {
+			waitFor(t, readyTimeout, "the NOT_SERVING server to be avoided", func() bool {
 				before := bs[0].Requests()
 				tl := rpcs(ctx, c, 20, 1, nil)
 				return tl.failed == 0 && bs[0].Requests() == before

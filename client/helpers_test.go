@@ -20,10 +20,13 @@ import (
 )
 
 // fastProbe probes every 25 ms and decides after one check, so tests see
-// health changes quickly.
+// health changes quickly. The timeout is the default second: a dead
+// backend refuses the connection at once, while a live one on a loaded
+// machine may take a few hundred milliseconds to accept, and with fall 1 a
+// shorter timeout would call it unhealthy.
 func fastProbe() client.Option {
 	return client.WithProbe(probe.TCP{}, probe.WithInterval(25*time.Millisecond),
-		probe.WithTimeout(200*time.Millisecond), probe.WithRise(1), probe.WithFall(1))
+		probe.WithTimeout(time.Second), probe.WithRise(1), probe.WithFall(1))
 }
 
 // backends starts n HTTP backends named b0..b(n-1) with the given latency.
@@ -58,7 +61,7 @@ func staticClient(t *testing.T, eps []resolver.Endpoint, opts ...client.Option) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatal(err)
@@ -178,6 +181,25 @@ func drive(ctx context.Context, n, workers int, during func(), one func() (strin
 	close(next)
 	wg.Wait()
 	return tl
+}
+
+// readyTimeout bounds the waits for a state a test needs (connections
+// READY, a health verdict, a watch event, traffic moving): generous, for a
+// loaded 2-core machine with the race detector, where these take well
+// under a second when all is right.
+const readyTimeout = 30 * time.Second
+
+// waitHealthy waits until the prober called every one of bs healthy.
+func waitHealthy(t *testing.T, c *client.Client, bs ...*testbackend.HTTP) {
+	t.Helper()
+	waitFor(t, readyTimeout, "every backend to be probed healthy", func() bool {
+		for _, b := range bs {
+			if info(c, b.Addr()).Health != probe.Healthy {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // waitFor polls cond every 10 ms until it holds or d passes.

@@ -53,7 +53,7 @@ func value(t *testing.T, reg *prometheus.Registry, name string, labels map[strin
 // outcome, retries, ejections, latency, endpoints by state; per-endpoint
 // series only when asked for.
 func TestClientMetrics(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	bad := testbackend.MustHTTP(t, testbackend.WithName("bad"), testbackend.WithStatus(http.StatusServiceUnavailable))
 	good := testbackend.MustHTTP(t, testbackend.WithName("good"))
 	for _, perEndpoint := range []bool{false, true} {

@@ -15,13 +15,19 @@ import (
 	"github.com/smartroute/smartroute/probe"
 )
 
-// With five backends, one 20 ms slower, least_latency sends almost nothing
+// With five backends, one much slower, least_latency sends almost nothing
 // to the slow one; when the latencies swap, traffic follows.
 func TestLeastLatencyAvoidsTheSlowBackendAndFollowsASwap(t *testing.T) {
-	ctx := ctxFor(t, 60*time.Second)
+	ctx := ctxFor(t, 90*time.Second)
 	bs := backends(t, 5, 2*time.Millisecond)
-	bs[4].SetLatency(22 * time.Millisecond)
+	// The slow backend is 60 ms slower: on a loaded 2-core machine with the
+	// race detector, the fast backends' own answers often take 20 ms, so a
+	// smaller gap would measure the machine, not the policy (the routing
+	// benchmarks measure a 20 ms gap on a quiet one).
+	const slow = 62 * time.Millisecond
+	bs[4].SetLatency(slow)
 	c := staticClient(t, endpointsOf(addrs(bs)...), fastProbe(), client.WithLatencyDecay(2*time.Second))
+	waitHealthy(t, c, bs...)
 
 	tl := load(ctx, c, 400, 4, nil)
 	if tl.failed > 0 {
@@ -34,15 +40,18 @@ func TestLeastLatencyAvoidsTheSlowBackendAndFollowsASwap(t *testing.T) {
 
 	// Swap: b0 becomes the slow one.
 	bs[4].SetLatency(2 * time.Millisecond)
-	bs[0].SetLatency(22 * time.Millisecond)
+	bs[0].SetLatency(slow)
 	start := time.Now()
 	var last *tally
-	for round := 0; ; round++ {
+	for {
 		last = load(ctx, c, 100, 4, nil)
+		if last.failed > 0 {
+			t.Fatalf("failed requests: %v", last)
+		}
 		if last.share("b0") <= 0.05 && last.share("b4") >= 0.05 {
 			break
 		}
-		if round == 50 || ctx.Err() != nil {
+		if time.Since(start) > readyTimeout || ctx.Err() != nil {
 			t.Fatalf("traffic did not follow the swap after %v: %v", time.Since(start), last)
 		}
 	}
@@ -56,6 +65,7 @@ func TestKilledBackendCostsNoFailedGET(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 	bs := backends(t, 3, 3*time.Millisecond)
 	c := staticClient(t, endpointsOf(addrs(bs)...), fastProbe(), client.WithPolicy(client.RoundRobin))
+	waitHealthy(t, c, bs...)
 
 	tl := load(ctx, c, 600, 6, func() {
 		if err := bs[1].Stop(); err != nil {
@@ -68,14 +78,14 @@ func TestKilledBackendCostsNoFailedGET(t *testing.T) {
 	if tl.by["b1"] == 0 {
 		t.Fatalf("the killed backend took no request before it died: %v", tl)
 	}
-	waitFor(t, 5*time.Second, "the prober to mark the killed backend unhealthy", func() bool {
+	waitFor(t, readyTimeout, "the prober to mark the killed backend unhealthy", func() bool {
 		return info(c, bs[1].Addr()).Health == probe.Unhealthy
 	})
 	before := bs[1].Requests()
 	if err := bs[1].Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the restarted backend to take traffic again", func() bool {
+	waitFor(t, readyTimeout, "the restarted backend to take traffic again", func() bool {
 		_, err := get(ctx, c, "http")
 		return err == nil && bs[1].Requests() > before
 	})
@@ -105,6 +115,10 @@ func TestBlackholedBackendIsAvoidedAfterOneTimeout(t *testing.T) {
 	if err := hole.Blackhole(); err != nil {
 		t.Fatal(err)
 	}
+	// A request that waited out the per-try timeout is one whose attempt
+	// on the blackhole failed: counted there, not by the clock, which on a
+	// loaded machine may stop any request for longer than perTry.
+	failedBefore := info(c, hole.Addr()).Failures
 	slow := 0
 	tl := newTally()
 	for range 100 {
@@ -117,13 +131,14 @@ func TestBlackholedBackendIsAvoidedAfterOneTimeout(t *testing.T) {
 	if tl.failed > 0 {
 		t.Fatalf("failed GETs with a blackholed backend: %v", tl)
 	}
-	if slow > 2 {
-		t.Errorf("%d requests waited out the per-try timeout; want the blackhole avoided after one or two", slow)
+	waited := info(c, hole.Addr()).Failures - failedBefore
+	if waited > 2 {
+		t.Errorf("%d requests waited out the per-try timeout on the blackhole; want it avoided after one or two", waited)
 	}
 	if n := tl.by["b0"]; n > 0 {
 		t.Errorf("the blackholed backend answered %d requests", n)
 	}
-	t.Logf("%d of 100 requests waited for the timeout: %v", slow, tl)
+	t.Logf("%d of 100 requests waited out the per-try timeout on the blackhole (%d took %v or more): %v", waited, slow, perTry, tl)
 }
 
 // An endpoint answering 503 is ejected after consecutive failures, its
@@ -132,7 +147,9 @@ func TestEjectedBackendReturnsAfterItsEjectionTime(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 	bs := backends(t, 3, time.Millisecond)
 	bs[2].SetStatus(http.StatusServiceUnavailable)
-	const ejection = 400 * time.Millisecond
+	// Long enough that the 50 requests below run within the ejection even
+	// on a loaded machine (a few milliseconds each when all is well).
+	const ejection = 3 * time.Second
 	c := staticClient(t, endpointsOf(addrs(bs)...), fastProbe(),
 		client.WithPolicy(client.RoundRobin),
 		client.WithOutlierDetection(client.OutlierDetection{ConsecutiveFailures: 3, BaseEjectionTime: ejection, MaxEjectedShare: 0.5}))
@@ -152,7 +169,7 @@ func TestEjectedBackendReturnsAfterItsEjectionTime(t *testing.T) {
 	}
 
 	bs[2].SetStatus(0)
-	waitFor(t, 3*ejection, "the ejection to end", func() bool { return !info(c, bs[2].Addr()).Ejected })
+	waitFor(t, ejection+readyTimeout, "the ejection to end", func() bool { return !info(c, bs[2].Addr()).Ejected })
 	if tl := load(ctx, c, 30, 1, nil); tl.by["b2"] == 0 {
 		t.Fatalf("the backend did not return after its ejection: %v", tl)
 	}
@@ -172,7 +189,7 @@ func (u unhealthyChecker) Check(ctx context.Context, addr string) (time.Duration
 // With most endpoints failing their health checks, panic mode picks among
 // all of them rather than piling everything onto the survivor.
 func TestPanicModeSpreadsOverAllEndpoints(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	bs := backends(t, 4, time.Millisecond)
 	bad := unhealthyChecker{bs[1].Addr(): true, bs[2].Addr(): true, bs[3].Addr(): true}
 	probeOpts := []probe.Option{probe.WithInterval(25 * time.Millisecond), probe.WithRise(1), probe.WithFall(1)}
@@ -185,7 +202,7 @@ func TestPanicModeSpreadsOverAllEndpoints(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := staticClient(t, endpointsOf(addrs(bs)...), client.WithProbe(bad, probeOpts...),
 				client.WithPolicy(client.RoundRobin), client.WithPanicThreshold(tc.threshold))
-			waitFor(t, 5*time.Second, "health checks to decide", func() bool {
+			waitFor(t, readyTimeout, "health checks to decide", func() bool {
 				return info(c, bs[3].Addr()).Health == probe.Unhealthy && info(c, bs[0].Addr()).Health == probe.Healthy
 			})
 			tl := load(ctx, c, 80, 2, nil)
@@ -209,11 +226,12 @@ func TestZoneSpillsOverWhenTheLocalZoneIsDown(t *testing.T) {
 		minLocal float64
 	}{{client.RoundRobin, 1}, {client.LeastLatency, 0.9}} {
 		t.Run(string(tc.policy), func(t *testing.T) {
-			ctx := ctxFor(t, 30*time.Second)
+			ctx := ctxFor(t, 60*time.Second)
 			bs := backends(t, 4, time.Millisecond)
 			eps := endpointsOf(addrs(bs)...)
 			eps[0].Zone, eps[1].Zone, eps[2].Zone, eps[3].Zone = "a", "a", "b", "b"
 			c := staticClient(t, eps, fastProbe(), client.WithPolicy(tc.policy), client.WithZone(client.Zone{Local: "a"}))
+			waitHealthy(t, c, bs...)
 			local := func(tl *tally) float64 { return float64(tl.by["b0"]+tl.by["b1"]) / float64(tl.total) }
 
 			tl := load(ctx, c, 100, 2, nil)
@@ -234,13 +252,13 @@ func TestZoneSpillsOverWhenTheLocalZoneIsDown(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, 5*time.Second, "zone a to be healthy again", func() bool {
+			waitFor(t, readyTimeout, "zone a to be healthy again", func() bool {
 				a, b := info(c, bs[0].Addr()), info(c, bs[1].Addr())
 				return a.Health == probe.Healthy && b.Health == probe.Healthy && a.Eligible && b.Eligible
 			})
 			// Local endpoints come back measured as failing; they win the
 			// traffic back as the estimates recover.
-			waitFor(t, 10*time.Second, "traffic to return to zone a", func() bool {
+			waitFor(t, readyTimeout, "traffic to return to zone a", func() bool {
 				tl := load(ctx, c, 40, 2, nil)
 				return tl.failed == 0 && local(tl) >= tc.minLocal
 			})
@@ -252,7 +270,7 @@ func TestZoneSpillsOverWhenTheLocalZoneIsDown(t *testing.T) {
 // share of ordinary requests and every marked one; draining endpoints get
 // nothing.
 func TestLabelsCanaryAndDraining(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	bs := backends(t, 4, time.Millisecond)
 	eps := endpointsOf(addrs(bs)...)
 	eps[0].Labels = map[string]string{"canary": "true"}
@@ -302,7 +320,7 @@ func TestLabelsCanaryAndDraining(t *testing.T) {
 
 // weighted_round_robin sends traffic in proportion to the weights.
 func TestWeightedRoundRobinMatchesWeights(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	bs := backends(t, 3, 0)
 	eps := endpointsOf(addrs(bs)...)
 	eps[0].Weight, eps[1].Weight, eps[2].Weight = 1, 2, 3
@@ -321,7 +339,7 @@ func TestWeightedRoundRobinMatchesWeights(t *testing.T) {
 // When the retry budget is spent, requests are no longer retried: a
 // struggling service does not see its load multiplied.
 func TestRetryBudgetStopsRetries(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	bs := backends(t, 3, 0, testbackend.WithStatus(http.StatusServiceUnavailable))
 	c := staticClient(t, endpointsOf(addrs(bs)...), client.WithoutProbe(), client.WithPolicy(client.RoundRobin),
 		client.WithOutlierDetection(client.OutlierDetection{Disabled: true}),
@@ -344,8 +362,9 @@ func TestRetryBudgetStopsRetries(t *testing.T) {
 	}
 }
 
-// Hedging cuts the p99 of a heavy-tailed set: 5% of answers 40 times
-// slower.
+// Hedging cuts the p99 of a heavy-tailed set: 5% of answers 100 times
+// slower (200 ms: far above what a loaded machine adds to a 2 ms answer,
+// so that the p99s compare the tail, not the machine).
 func TestHedgingCutsTheTail(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 	p99 := func(c *client.Client) time.Duration {
@@ -364,7 +383,7 @@ func TestHedgingCutsTheTail(t *testing.T) {
 		}
 		return quantile(lat, 0.99)
 	}
-	bs := backends(t, 4, 2*time.Millisecond, testbackend.WithHeavyTail(0.05, 40))
+	bs := backends(t, 4, 2*time.Millisecond, testbackend.WithHeavyTail(0.05, 100))
 	plain := p99(staticClient(t, endpointsOf(addrs(bs)...), client.WithoutProbe(), client.WithPolicy(client.RoundRobin)))
 	hedged := p99(staticClient(t, endpointsOf(addrs(bs)...), client.WithoutProbe(), client.WithPolicy(client.RoundRobin),
 		client.WithHedging(client.Hedging{Percentile: 0.9})))
@@ -392,14 +411,36 @@ func TestRequestHonoursContextCancellation(t *testing.T) {
 
 // Pick says where the next request would go and why, without sending it.
 func TestPickExplainsTheChoice(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	bs := backends(t, 3, time.Millisecond)
-	bs[2].SetLatency(30 * time.Millisecond)
-	c := staticClient(t, endpointsOf(addrs(bs)...), fastProbe())
+	// 200 ms: a slow backend whatever the load adds to the others' 1 ms
+	// (their peak-EWMA estimates believe every spike).
+	bs[2].SetLatency(200 * time.Millisecond)
+	// An HTTP probe, so that the slow backend's estimate starts from its
+	// probe RTT, 200 ms. With a TCP probe it would start from a connect
+	// time like the others', and least_latency would not send it a request
+	// until that guess had decayed below their measured latency: Pick
+	// would then rightly choose it whenever a load spike had raised the
+	// others' estimates above that guess.
+	c := staticClient(t, endpointsOf(addrs(bs)...), client.WithProbe(probe.HTTP{},
+		probe.WithInterval(25*time.Millisecond), probe.WithTimeout(time.Second), probe.WithRise(1), probe.WithFall(3)))
+	waitHealthy(t, c, bs...)
+	waitFor(t, readyTimeout, "the slow backend's estimate to show it slow", func() bool {
+		return info(c, bs[2].Addr()).RTT >= 100*time.Millisecond
+	})
 	if tl := load(ctx, c, 60, 1, nil); tl.failed > 0 {
 		t.Fatal(tl)
 	}
-	served := bs[0].Requests() + bs[1].Requests() + bs[2].Requests()
+	// Sent requests as the client counts them (the backends' counts
+	// include the probe's checks).
+	sent := func() (n uint64, inflight int64) {
+		for _, e := range c.Endpoints() {
+			n += e.Requests
+			inflight += e.InFlight
+		}
+		return n, inflight
+	}
+	before, _ := sent()
 	for range 20 {
 		ch, err := c.Pick(nil)
 		if err != nil {
@@ -412,8 +453,8 @@ func TestPickExplainsTheChoice(t *testing.T) {
 			t.Fatalf("choice %+v", ch)
 		}
 	}
-	if now := bs[0].Requests() + bs[1].Requests() + bs[2].Requests(); now != served {
-		t.Fatalf("Pick sent %d requests", now-served)
+	if now, inflight := sent(); now != before || inflight != 0 {
+		t.Fatalf("Pick sent %d requests (%d in flight)", now-before, inflight)
 	}
 }
 
@@ -421,7 +462,7 @@ func TestPickExplainsTheChoice(t *testing.T) {
 // ran is closed when the other wins: the endpoint's in-flight count comes
 // back to zero.
 func TestHedgingReleasesTheFailedAttemptWhenAnotherWins(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	bad := testbackend.MustHTTP(t, testbackend.WithName("bad"), testbackend.WithStatus(http.StatusServiceUnavailable))
 	good := testbackend.MustHTTP(t, testbackend.WithName("good"))
 	c := staticClient(t, endpointsOf(bad.Addr(), good.Addr()), client.WithoutProbe(), client.WithPolicy(client.RoundRobin),
@@ -431,7 +472,7 @@ func TestHedgingReleasesTheFailedAttemptWhenAnotherWins(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "every endpoint's in-flight count to return to 0", func() bool {
+	waitFor(t, readyTimeout, "every endpoint's in-flight count to return to 0", func() bool {
 		for _, e := range c.Endpoints() {
 			if e.InFlight != 0 {
 				return false
@@ -474,7 +515,7 @@ func TestCloseDuringHedgedRequests(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 10*time.Second, "hedged requests to complete", func() bool { return done.Load() >= 10 })
+	waitFor(t, readyTimeout, "hedged requests to complete", func() bool { return done.Load() >= 10 })
 	c.Close()
 	wg.Wait()
 }

@@ -18,26 +18,30 @@ import (
 	"github.com/smartroute/smartroute/mtls"
 )
 
-// getTLS sends GET https://api/ and returns the backend's name and the
-// Host it saw.
-func getTLS(ctx context.Context, c *client.Client) (name, host string, err error) {
+// getTLS sends GET https://api/ and returns the backend's name, the Host
+// it saw and the server name the client's TLS handshake asked for and
+// verified.
+func getTLS(ctx context.Context, c *client.Client) (name, host, serverName string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://api/", nil)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	resp, err := c.RoundTrip(req)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	resp.Body.Close()
-	return resp.Header.Get(testbackend.HeaderBackend), resp.Header.Get(testbackend.HeaderRequestHost), nil
+	if resp.TLS != nil {
+		serverName = resp.TLS.ServerName
+	}
+	return resp.Header.Get(testbackend.HeaderBackend), resp.Header.Get(testbackend.HeaderRequestHost), serverName, nil
 }
 
 // Over HTTPS only the dial target changes: the Host header and the TLS
 // server name stay the service's, so a certificate for "api" verifies and
 // one for another name does not.
 func TestHTTPSKeepsTheServiceNameForHostAndVerification(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	ca := certgen.NewCA(t, "test CA")
 	good := ca.Server(t, []string{"api"}).TLSCertificate(t)
 	wrong := ca.Server(t, []string{"other"}).TLSCertificate(t)
@@ -48,25 +52,31 @@ func TestHTTPSKeepsTheServiceNameForHostAndVerification(t *testing.T) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certgen.Pool(ca), MinVersion: tls.VersionTLS12}}
 
 	a, b := serve("a", good), serve("b", good)
-	c := staticClient(t, endpointsOf(a.Addr(), b.Addr()), fastProbe(), client.WithTransport(tr))
-	seen := map[string]bool{}
-	for range 20 {
-		name, host, err := getTLS(ctx, c)
+	// Round robin, so that both backends take requests whatever their
+	// latencies on a busy machine: the test is about names, not choice.
+	c := staticClient(t, endpointsOf(a.Addr(), b.Addr()), fastProbe(), client.WithTransport(tr), client.WithPolicy(client.RoundRobin))
+	waitHealthy(t, c, a, b)
+	// 20 requests, and on until both backends answered (a probe may call
+	// one unhealthy for a moment on a loaded machine): each answer over
+	// TLS verified for "api", with Host "api".
+	seen := map[string]int{}
+	for n := 0; n < 20 || seen["a"] == 0 || seen["b"] == 0; n++ {
+		if n == 1000 {
+			t.Fatalf("requests reached %v after %d requests, want both backends", seen, n)
+		}
+		name, host, serverName, err := getTLS(ctx, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if host != "api" {
-			t.Fatalf("backend saw Host %q, want the service name", host)
+		if host != "api" || serverName != "api" {
+			t.Fatalf("backend %s saw Host %q over TLS for server name %q, want the service name for both", name, host, serverName)
 		}
-		seen[name] = true
-	}
-	if !seen["a"] || !seen["b"] {
-		t.Errorf("requests reached %v, want both backends", seen)
+		seen[name]++
 	}
 
 	bad := serve("bad", wrong)
 	c2 := staticClient(t, endpointsOf(bad.Addr()), client.WithoutProbe(), client.WithTransport(tr))
-	_, _, err := getTLS(ctx, c2)
+	_, _, _, err := getTLS(ctx, c2)
 	if err == nil || !strings.Contains(err.Error(), "certificate is valid for other, not api") {
 		t.Fatalf("err %v, want the server certificate refused for the service name", err)
 	}
@@ -132,7 +142,7 @@ func TestFaultCertificateRotationUnderLoad(t *testing.T) {
 				return
 			default:
 			}
-			name, _, err := getTLS(ctx, c)
+			name, _, _, err := getTLS(ctx, c)
 			tl.add(name, err)
 		}
 	}()
@@ -141,7 +151,7 @@ func TestFaultCertificateRotationUnderLoad(t *testing.T) {
 		tl.mu.Lock()
 		start := tl.total
 		tl.mu.Unlock()
-		waitFor(t, 10*time.Second, "requests to flow", func() bool {
+		waitFor(t, readyTimeout, "requests to flow", func() bool {
 			tl.mu.Lock()
 			defer tl.mu.Unlock()
 			return tl.total >= start+n
@@ -170,7 +180,7 @@ func TestFaultCertificateRotationUnderLoad(t *testing.T) {
 // are old: a rotated server certificate reaches a client that never stops
 // sending. Without it, the first connection would serve for ever.
 func TestMaxConnectionAgeMakesLongLivedConnectionsRehandshake(t *testing.T) {
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 60*time.Second)
 	ca := certgen.NewCA(t, "test CA")
 	var current atomic.Pointer[tls.Certificate]
 	first := ca.Server(t, []string{"api"}).TLSCertificate(t)
@@ -194,18 +204,23 @@ func TestMaxConnectionAgeMakesLongLivedConnectionsRehandshake(t *testing.T) {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certgen.Pool(ca), MinVersion: tls.VersionTLS12}}
 		return staticClient(t, endpointsOf(b.Addr()), append(opts, client.WithoutProbe(), client.WithTransport(tr))...)
 	}
-	const age = 200 * time.Millisecond
+	// The maximum age is long enough that the connection is surely still
+	// young at the second request on a loaded machine (the two requests
+	// are a few milliseconds apart; the certificate is made beforehand).
+	const age = time.Second
+	second := ca.Server(t, []string{"api"}).TLSCertificate(t)
 	aged, kept := newClient(client.WithMaxConnectionAge(age)), newClient()
+	connected := time.Now()
 	old := serial(aged)
 	if serial(kept) != old {
 		t.Fatal("both clients should see the first certificate")
 	}
 
-	second := ca.Server(t, []string{"api"}).TLSCertificate(t)
 	current.Store(&second)
 	start := time.Now()
 	if serial(aged) != old {
-		t.Fatal("a kept-alive connection younger than the maximum age should still show the first certificate")
+		t.Fatalf("a kept-alive connection %v old, younger than the maximum age %v, should still show the first certificate",
+			time.Since(connected).Round(time.Millisecond), age)
 	}
 	for serial(aged) == old {
 		if time.Since(start) > 20*age {

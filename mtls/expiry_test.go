@@ -19,7 +19,7 @@ func TestExpiryOfMaterialInUseIsLoggedOnce(t *testing.T) {
 	if strings.Contains(e.logs.String(), msg) {
 		t.Fatal("logged as expired before it expired")
 	}
-	waitFor(t, 10*time.Second, "the expiry to be logged", func() bool { return strings.Contains(e.logs.String(), msg) })
+	waitFor(t, 30*time.Second, "the expiry to be logged", func() bool { return strings.Contains(e.logs.String(), msg) })
 	// Another change makes the watcher look again: still one line.
 	waitRev(t, s, e.publish("web", e.ca.Peer(t, []string{webName})))
 	ready(t, s, "web")

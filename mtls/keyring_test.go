@@ -170,7 +170,7 @@ func TestKEKRotation(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Reseal = %d, %v; want 1 key (web)", n, err)
 	}
-	waitFor(t, 5*time.Second, "every key in use is sealed with kek-2", func() bool {
+	waitFor(t, 30*time.Second, "every key in use is sealed with kek-2", func() bool {
 		for _, id := range s.Identities() {
 			if id.KEKID != "kek-2" {
 				return false

@@ -372,5 +372,5 @@ func counter(t testing.TB, reg *prometheus.Registry, name, label, value string) 
 func (l *load) more(t testing.TB, n int64) {
 	t.Helper()
 	base := l.ok.Load()
-	waitFor(t, 10*time.Second, "requests go on", func() bool { return l.ok.Load() >= base+n || l.failed.Load() > 0 })
+	waitFor(t, 30*time.Second, "requests go on", func() bool { return l.ok.Load() >= base+n || l.failed.Load() > 0 })
 }

@@ -207,7 +207,7 @@ func TestEtcdOutageKeepsLastGoodMaterial(t *testing.T) {
 
 	e.etcd.Stop(t)
 	base := load.ok.Load()
-	waitFor(t, 5*time.Second, "requests succeed while etcd is down", func() bool { return load.ok.Load() >= base+20 })
+	waitFor(t, 30*time.Second, "requests succeed while etcd is down", func() bool { return load.ok.Load() >= base+20 })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	_, err := NewStore(ctx, e.cli)
 	cancel()

@@ -197,7 +197,7 @@ func TestStoreRefusesBadCABundles(t *testing.T) {
 	if _, err := e.cli.Delete(ctxT(t, 5*time.Second), CAKey("")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "CA deletion refused", func() bool {
+	waitFor(t, 30*time.Second, "CA deletion refused", func() bool {
 		rej := s.CARejected()
 		return rej != nil && rej.Reason == ReasonDeleted
 	})

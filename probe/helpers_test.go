@@ -19,6 +19,12 @@ func newProber(t *testing.T, c Checker, opts ...Option) *Prober {
 	return p
 }
 
+// readyTimeout bounds the waits for a state a test needs (a health
+// verdict, a number of checks): generous, for a loaded 2-core machine with
+// the race detector, where these take well under a second when all is
+// right.
+const readyTimeout = 30 * time.Second
+
 // waitFor polls cond until it holds or d passed.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -66,7 +72,7 @@ func (r *recorder) waitChange(t *testing.T, addr string, h Health, from int) (in
 	t.Helper()
 	idx := -1
 	var evs []Event
-	waitFor(t, 5*time.Second, addr+" to turn "+h.String(), func() bool {
+	waitFor(t, readyTimeout, addr+" to turn "+h.String(), func() bool {
 		evs = r.of(addr)
 		for i := from; i < len(evs); i++ {
 			if evs[i].HealthChanged && evs[i].Health == h {
@@ -84,7 +90,7 @@ func (r *recorder) waitChange(t *testing.T, addr string, h Health, from int) (in
 func waitChecks(t *testing.T, p *Prober, addr string, n int64) Status {
 	t.Helper()
 	var st Status
-	waitFor(t, 10*time.Second, addr+" checks", func() bool {
+	waitFor(t, readyTimeout, addr+" checks", func() bool {
 		var ok bool
 		st, ok = p.Status(addr)
 		return ok && st.Checks >= n

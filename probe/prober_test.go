@@ -55,8 +55,12 @@ func TestRiseFallRestart(t *testing.T) {
 }
 
 func TestSmoothedRTTRanksSlowerAndFlips(t *testing.T) {
-	fastB := testbackend.MustHTTP(t, testbackend.WithLatency(5*time.Millisecond))
-	slowB := testbackend.MustHTTP(t, testbackend.WithLatency(25*time.Millisecond))
+	// The slow backend is 100 ms slower: each HTTP check makes a new
+	// connection, and on a loaded 2-core machine with the race detector
+	// that alone has added over 20 ms to a 5 ms answer.
+	const quick, slow = 5 * time.Millisecond, 105 * time.Millisecond
+	fastB := testbackend.MustHTTP(t, testbackend.WithLatency(quick))
+	slowB := testbackend.MustHTTP(t, testbackend.WithLatency(slow))
 	a, s := fastB.Addr(), slowB.Addr()
 	p := newProber(t, HTTP{}, fast(WithDecay(100*time.Millisecond))...)
 	p.SetAddrs([]string{a, s})
@@ -64,14 +68,14 @@ func TestSmoothedRTTRanksSlowerAndFlips(t *testing.T) {
 	stA, stS := waitChecks(t, p, a, 8), waitChecks(t, p, s, 8)
 	stA, _ = p.Status(a)
 	if stS.RTT-stA.RTT < 10*time.Millisecond {
-		t.Fatalf("smoothed RTT: 25ms backend %v, 5ms backend %v; want the first >10ms slower", stS.RTT, stA.RTT)
+		t.Fatalf("smoothed RTT: %v backend %v, %v backend %v; want the first >10ms slower", slow, stS.RTT, quick, stA.RTT)
 	}
-	if stS.LastRTT < 25*time.Millisecond {
-		t.Fatalf("LastRTT of the 25ms backend = %v", stS.LastRTT)
+	if stS.LastRTT < slow {
+		t.Fatalf("LastRTT of the %v backend = %v", slow, stS.LastRTT)
 	}
 
-	fastB.SetLatency(25 * time.Millisecond)
-	slowB.SetLatency(5 * time.Millisecond)
+	fastB.SetLatency(slow)
+	slowB.SetLatency(quick)
 	stA = waitChecks(t, p, a, stA.Checks+15)
 	stS = waitChecks(t, p, s, stS.Checks+15)
 	stA, _ = p.Status(a)
@@ -83,7 +87,10 @@ func TestSmoothedRTTRanksSlowerAndFlips(t *testing.T) {
 func TestBlackholeFailsAfterTimeoutWithoutHoldingOthers(t *testing.T) {
 	hole := testbackend.MustBlackhole(t)
 	good := testbackend.MustHTTP(t)
-	const timeout = 150 * time.Millisecond
+	// The good backend's checks share the timeout: 500 ms, so that on a
+	// loaded machine, where a check of a live backend on a new connection
+	// can take over 100 ms, they do not time out too.
+	const timeout = 500 * time.Millisecond
 	p := newProber(t, HTTP{}, fast(WithTimeout(timeout), WithFall(2))...)
 	rec := record(p)
 	start := time.Now()
@@ -185,7 +192,7 @@ func TestSetAddrsAddsAndRemovesWithoutDisturbing(t *testing.T) {
 	n := len(rec.of(b.Addr()))
 	p.SetAddrs([]string{a.Addr(), b.Addr(), c.Addr()})
 	var evs []Event
-	waitFor(t, 5*time.Second, "a check of the re-added address", func() bool {
+	waitFor(t, readyTimeout, "a check of the re-added address", func() bool {
 		evs = rec.of(b.Addr())
 		return len(evs) > n
 	})
@@ -271,7 +278,7 @@ func TestSubscriberNeverOverlapsForOneAddress(t *testing.T) {
 		}
 	})
 	p.SetAddrs([]string{addr})
-	waitFor(t, 5*time.Second, "the first callback", func() bool { return inside.Load() == 1 })
+	waitFor(t, readyTimeout, "the first callback", func() bool { return inside.Load() == 1 })
 	// Remove and re-add while the old loop is still in its callback: the
 	// new loop must not deliver before the old one returned.
 	p.SetAddrs(nil)
@@ -281,7 +288,7 @@ func TestSubscriberNeverOverlapsForOneAddress(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // bounded look for a wrong overlap
 	}
 	close(gate)
-	waitFor(t, 5*time.Second, "callbacks of the new loop", func() bool { return calls.Load() >= 3 })
+	waitFor(t, readyTimeout, "callbacks of the new loop", func() bool { return calls.Load() >= 3 })
 	if n := overlaps.Load(); n != 0 {
 		t.Fatalf("subscriber ran concurrently for one address %d times", n)
 	}
@@ -332,7 +339,7 @@ func TestCloseStopsEveryLoop(t *testing.T) {
 	var calls atomic.Int64
 	p.Subscribe(func(Event) { calls.Add(1) })
 	p.SetAddrs([]string{hole.Addr(), b.Addr()})
-	waitFor(t, 5*time.Second, "a check of the backend and a connection to the blackhole", func() bool {
+	waitFor(t, readyTimeout, "a check of the backend and a connection to the blackhole", func() bool {
 		return calls.Load() > 0 && hole.Accepted() > 0
 	})
 	start := time.Now()

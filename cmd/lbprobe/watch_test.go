@@ -14,7 +14,7 @@ import (
 )
 
 // watchWait bounds the wait for one event.
-const watchWait = 10 * time.Second
+const watchWait = 30 * time.Second
 
 func TestWatchPrintsRegisterHealthChangeDrainAndDeregister(t *testing.T) {
 	c := etcdtest.Start(t)

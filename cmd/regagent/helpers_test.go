@@ -22,10 +22,11 @@ import (
 )
 
 // Timeouts of the test waits. They bound the waits; nothing waits them out
-// when things go well.
+// when things go well. Generous: the tests run in parallel, each with its
+// own etcd, on loaded 2-core machines with the race detector.
 const (
-	shortWait = 5 * time.Second
-	longWait  = 20 * time.Second
+	shortWait = 30 * time.Second
+	longWait  = 60 * time.Second
 )
 
 // waitFor polls cond until it holds or timeout passes.

@@ -127,10 +127,10 @@ func TestServerAndClientRoles(t *testing.T) {
 }
 
 // waitKey polls key until cond holds for its count and value, or fails the
-// test after 10 s.
+// test after 30 s.
 func waitKey(t *testing.T, ctx context.Context, cli *clientv3.Client, key string, cond func(kvs int, value string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := cli.Get(ctx, key)
 		if err == nil {

@@ -25,7 +25,11 @@ func TestHTTPClientRoutesToRegisteredInstances(t *testing.T) {
 	defer cancel()
 
 	fast := testbackend.MustHTTP(t, testbackend.WithName("fast"), testbackend.WithLatency(time.Millisecond))
-	slow := testbackend.MustHTTP(t, testbackend.WithName("slow"), testbackend.WithLatency(50*time.Millisecond))
+	// 250 ms: slower than any stall a loaded machine adds to the fast
+	// one's answers. The estimate believes a spike at once, so with 50 ms
+	// one stalled first request to the fast endpoint made it look the
+	// slower for the rest of the run (1 request of 30).
+	slow := testbackend.MustHTTP(t, testbackend.WithName("slow"), testbackend.WithLatency(250*time.Millisecond))
 	for _, b := range []*testbackend.HTTP{fast, slow} {
 		reg, err := registry.Register(ctx, cli, registry.Instance{Service: "api", ID: b.Name(), Addr: b.Addr()})
 		if err != nil {

@@ -166,10 +166,10 @@ func buildRegagent(t *testing.T) string {
 }
 
 // waitInstance polls key until cond holds for its decoded instance (nil
-// when the key is absent), or fails the test after 15 s.
+// when the key is absent), or fails the test after 30 s.
 func waitInstance(t *testing.T, ctx context.Context, cli *clientv3.Client, key string, cond func(*registry.Instance) bool) *registry.Instance {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var inst *registry.Instance
 		resp, err := cli.Get(ctx, key)

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/smartroute/smartroute/client"
+	"github.com/smartroute/smartroute/internal/certgen"
 	"github.com/smartroute/smartroute/internal/testbackend"
 	"github.com/smartroute/smartroute/internal/testlog"
 	"github.com/smartroute/smartroute/registry"
@@ -321,5 +323,35 @@ func TestCrossZoneRetriesSpread(t *testing.T) {
 		if got := tl.share(b.Name()); got < 0.05 {
 			t.Fatalf("%s took %.1f%% of the cross-zone retries, want about a sixth: %v", b.Name(), 100*got, tl)
 		}
+	}
+}
+
+// A new connection's set-up is not the endpoint's answer time: a TLS
+// handshake that takes 300 ms (a busy machine, a cold key cache) leaves
+// the estimate at the endpoint's real latency, so one slow first
+// handshake does not keep a fast endpoint out for seconds.
+func TestConnectionSetUpIsNotALatencySample(t *testing.T) {
+	ctx := ctxFor(t, 30*time.Second)
+	ca := certgen.NewCA(t, "test CA")
+	cert := ca.Server(t, []string{"api"}).TLSCertificate(t)
+	var handshakes atomic.Int32
+	slowFirst := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if handshakes.Add(1) == 1 {
+			time.Sleep(300 * time.Millisecond) // the injected fault: a slow first handshake
+		}
+		return &cert, nil
+	}}
+	b := testbackend.MustHTTP(t, testbackend.WithName("b0"), testbackend.WithLatency(2*time.Millisecond), testbackend.WithTLS(slowFirst))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certgen.Pool(ca), MinVersion: tls.VersionTLS12}}
+	c := staticClient(t, endpointsOf(b.Addr()), client.WithoutProbe(), client.WithTransport(tr))
+	start := time.Now()
+	if _, _, _, err := getTLS(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("the first request took %v: the slow handshake was not injected", took)
+	}
+	if got := info(c, b.Addr()).RTT; got > 100*time.Millisecond {
+		t.Fatalf("after a 300 ms handshake the estimate is %v, want the 2 ms answer's", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -292,6 +293,18 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 		req = req.WithContext(ctx)
 	}
 	tr := c.traceAttempt(req, ep)
+	// A new connection's dial and TLS handshake are not the endpoint's
+	// answer time: the sample starts when the connection is in hand. (One
+	// slow first handshake on a busy machine used to keep a fast endpoint
+	// out for seconds.)
+	var dialed atomic.Int64
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if !info.Reused {
+				dialed.Store(c.cfg.now())
+			}
+		},
+	}))
 	h := ep.hot
 	start := c.cfg.now()
 	h.start(start)
@@ -310,7 +323,11 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 	if resp != nil {
 		c.loadReport(ep, resp.Header, end)
 	}
-	c.table.observe(ep, o, latency, end)
+	sample := latency
+	if at := dialed.Load(); at > start && err == nil {
+		sample = time.Duration(end - at)
+	}
+	c.table.observe(ep, o, sample, end)
 	c.m.attempt(ep, label, latency)
 	if err != nil {
 		if cancel != nil {

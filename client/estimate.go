@@ -216,6 +216,17 @@ func (h *hotState) loadStats() (mean, capacity float64) {
 	return float64(math.Float32frombits(uint32(v >> 32))), float64(math.Float32frombits(uint32(v)))
 }
 
+// busy reports whether the endpoint's recent reports (younger than
+// maxAge at now) say it is usually at least half full: an exploratory
+// request is likely to queue there.
+func (h *hotState) busy(now int64, maxAge time.Duration) bool {
+	if at := h.rifAt.Load(); at == 0 || now-at >= int64(maxAge) {
+		return false
+	}
+	mean, c := h.loadStats()
+	return c > 0 && mean >= c/2
+}
+
 // latencyCost returns the latency part of the cost at now: the estimate,
 // with what it holds above the endpoint's latency floor (its best answers)
 // faded by its age (estimateMemory) and counted once more (see

@@ -179,6 +179,10 @@ func (p *pool) betterHot(a, b int, coin bool, cfg *config, now int64) (int, bool
 	return b, hb
 }
 
+// hotDraws bounds the uniform draws a pick makes for a candidate with room
+// when the better of its two is full.
+const hotDraws = 3
+
 // candidateTries bounds the draws a pick spends looking for candidates
 // its request has not tried yet before it scans.
 const candidateTries = 4
@@ -221,12 +225,12 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 			continue
 		}
 		w, hot := p.betterHot(lead, c, u&(1<<48) == 0, cfg, r.now)
-		if hot && len(p.eps) > 2 {
-			// Both are full, by their servers' reports: a third candidate,
+		for k := 0; hot && k < hotDraws && n > 2; k++ {
+			// Both are full, by their servers' reports: other candidates,
 			// drawn uniformly, may well have room (Prequal's cold
 			// replicas come from random probes for this reason).
-			if x := cfg.rand.n(n); x != lead && x != c && (r.ntried == 0 || !r.excluded(p.eps[x])) {
-				w = p.better(w, x, u&(1<<49) == 0, cfg, r.now)
+			if x := cfg.rand.n(n); x != lead && x != c && x != w && (r.ntried == 0 || !r.excluded(p.eps[x])) {
+				w, hot = p.betterHot(w, x, u&(1<<(49+k)) == 0, cfg, r.now)
 			}
 		}
 		if !p.claim(w, r) {
@@ -407,7 +411,7 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 		if len(due) == exploreMax {
 			break
 		}
-		if !h.measured() || h.waiting.Load() > 0 || h.exploring.Load() || hot[i] {
+		if !h.measured() || h.waiting.Load() > 0 || h.exploring.Load() || hot[i] || h.busy(now, cfg.maxReportAge) {
 			continue
 		}
 		if h.improving.Load() {

@@ -102,8 +102,11 @@ func (g *Guard) Service() string {
 // fast with a *RejectedError when a service breaker is open, when
 // throttling rejects the request, or when the requests in flight are at
 // their limit (with WithLimits' MaxPending, it first waits for a slot
-// while ctx lasts, and then returns ctx's error). Otherwise the caller
-// must call the Ticket's Done exactly once when the request has ended.
+// while ctx lasts, and then returns ctx's error; a ctx that has already
+// ended never waits, so a caller that must not block, such as a gRPC
+// picker, passes one). Otherwise the caller must call the Ticket's Done
+// exactly once when the request has ended (or Release, if it was never
+// sent).
 func (g *Guard) Acquire(ctx context.Context) (Ticket, error) { return g.acquire(ctx, false) }
 
 // AcquireRetry is Acquire for a retry of a request already sent: it also
@@ -192,17 +195,31 @@ type Ticket struct {
 // Done reports how the request ended. It releases the request's slot and
 // feeds throttling and the breakers.
 func (t Ticket) Done(o Outcome) {
-	s := t.s
-	if s == nil {
+	if t.s == nil {
 		return
 	}
+	t.done(o, t.s.g.cfg.classify(o))
+}
+
+// Release gives back the ticket of a request that was never sent (a
+// balancer found no endpoint for it, or an endpoint's own limit refused
+// it): Done with the Ignored verdict, whatever the Classifier says. It
+// frees the slot and a half-open probe, and counts nothing.
+func (t Ticket) Release() {
+	if t.s == nil {
+		return
+	}
+	t.done(Outcome{}, Ignored)
+}
+
+func (t Ticket) done(o Outcome, v Verdict) {
+	s := t.s
 	g := s.g
 	now := g.tb.now()
 	latency := o.Latency
 	if latency == 0 {
 		latency = time.Duration(now - t.start)
 	}
-	v := g.cfg.classify(o)
 	s.limit.release()
 	if s.endpoint == "" {
 		if t.retry {
@@ -337,11 +354,14 @@ func (s *scope) changed(b *breaker, from, to State, value float64, now int64) {
 	default:
 		log.Info("overload: circuit breaker closed")
 	}
-	if g.cfg.listener != nil {
-		g.cfg.listener(StateChange{
+	if len(g.cfg.listeners) > 0 {
+		ev := StateChange{
 			Service: g.service, Endpoint: s.endpoint, Breaker: b.rule.Name,
 			From: from, To: to, Value: value, At: g.tb.at(now),
-		})
+		}
+		for _, f := range g.cfg.listeners {
+			f(ev)
+		}
 	}
 }
 

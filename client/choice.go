@@ -29,6 +29,10 @@ type Choice struct {
 	// Explored is set when least_latency chose the endpoint to measure it
 	// (a new endpoint, or one not measured for long), not for its cost.
 	Explored bool
+	// Skipped lists the endpoints the pick chose first and passed over
+	// because their overload protection would refuse the request
+	// (WithOverload: a breaker, or their limit of requests in flight).
+	Skipped []SkippedEndpoint
 	// Reason says in words why this endpoint.
 	Reason string
 }
@@ -58,11 +62,16 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 		}
 	}
 	s := c.table.snapshot()
-	ep := s.pick(&pr)
+	ep, skipped := s.pickAllowed(&pr)
 	if ep == nil {
+		if len(skipped) > 0 {
+			last := skipped[len(skipped)-1]
+			return Choice{Skipped: skipped}, fmt.Errorf("client: service %q: %w: every endpoint picked would refuse the request (the last, %s: %s)",
+				c.name, ErrNoHealthyEndpoint, last.Addr, last.Why)
+		}
 		return Choice{}, c.noEndpoint()
 	}
-	ch := Choice{Addr: ep.addr, Policy: c.cfg.policy}
+	ch := Choice{Addr: ep.addr, Policy: c.cfg.policy, Skipped: skipped}
 	p := s.stable
 	for _, e := range s.canary.eps {
 		if e == ep {
@@ -113,6 +122,9 @@ func (ch Choice) reason(cfg *config, ep *endpoint) string {
 	}
 	if ch.Panic {
 		why += fmt.Sprintf("; panic mode: under %.0f%% of endpoints healthy, picking among all", 100*cfg.panicThreshold)
+	}
+	for _, sk := range ch.Skipped {
+		why += fmt.Sprintf("; passed over %s (%s)", sk.Addr, sk.Why)
 	}
 	return why
 }

@@ -33,6 +33,10 @@ type endpoint struct {
 	// Passive figures from real requests.
 	requests atomic.Uint64
 	failures atomic.Uint64
+	busy     atomic.Uint64 // answers 429, 503, ResourceExhausted
+
+	// ov is the endpoint's overload protection (overload.go).
+	ov endpointOverload
 
 	// Active figures from the prober.
 	health   atomic.Int32 // probe.Health

@@ -68,6 +68,7 @@ const (
 	excludedSelector
 	excludedUnhealthy
 	excludedEjected
+	excludedBreakerOpen // an endpoint circuit breaker is open (overload.go)
 )
 
 // buildSnapshot arranges eps (in address order) for the configured policy
@@ -136,6 +137,8 @@ func classify(cfg *config, ep *endpoint, now int64) eligibility {
 		return excludedUnhealthy
 	case ep.ejected(now):
 		return excludedEjected
+	case ep.breakerOpen(now):
+		return excludedBreakerOpen
 	}
 	return eligible
 }
@@ -147,7 +150,7 @@ func buildPool(cfg *config, members []*endpoint, now int64) *pool {
 		case eligible:
 			healthy = append(healthy, ep)
 			candidates = append(candidates, ep)
-		case excludedUnhealthy, excludedEjected:
+		case excludedUnhealthy, excludedEjected, excludedBreakerOpen:
 			candidates = append(candidates, ep)
 		}
 	}

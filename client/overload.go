@@ -82,6 +82,13 @@ func WithOverloadFallback(f func(req *http.Request, err error) (*http.Response, 
 // WithOverload). Endpoints has the endpoints' breakers.
 func (c *Client) Overload() overload.Status { return c.table.ov.guard.Status() }
 
+// Guard returns the client's overload guard (nil without WithOverload),
+// for diagnosis tools: the client asks it for every attempt, and its
+// breakers' changes reach the table whoever caused them, so a tool may
+// feed it outcomes the client did not see (lbprobe judges its checks by
+// an endpoint breaker this way). A caller that takes a ticket must end it.
+func (c *Client) Guard() *overload.Guard { return c.table.ov.guard }
+
 // tableOverload is the table's part of overload protection.
 type tableOverload struct {
 	guard *overload.Guard // nil without WithOverload

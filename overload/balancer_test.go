@@ -130,3 +130,32 @@ func TestEveryStateListenerIsCalled(t *testing.T) {
 		t.Fatalf("listeners called %v, want [first second]", calls)
 	}
 }
+
+// Throttling weighs the application's requests: retries (and hedges) are
+// neither rejected by it nor counted in its window, so that a service
+// refusing a request and its retries is not counted as refusing it three
+// times.
+func TestRetriesAreNeitherThrottledNorCounted(t *testing.T) {
+	g := mustGuard(t, overload.WithClock(newFakeClock()))
+	for range 20 {
+		tk, err := g.Acquire(context.Background())
+		if err != nil {
+			continue // throttled: counted as a request
+		}
+		tk.Done(overload.Outcome{Status: http.StatusServiceUnavailable})
+	}
+	st := g.Status()
+	if st.RejectProbability < 0.5 {
+		t.Fatalf("reject probability %.2f after 20 refusals, want throttling on", st.RejectProbability)
+	}
+	for range 50 {
+		tk, err := g.AcquireRetry(context.Background())
+		if err != nil {
+			t.Fatalf("a retry was refused while nothing else is in flight: %v", err)
+		}
+		tk.Done(overload.Outcome{Status: http.StatusServiceUnavailable})
+	}
+	if after := g.Status(); after.Requests != st.Requests || after.Accepts != st.Accepts {
+		t.Fatalf("retries counted by throttling: requests %d -> %d, accepts %d -> %d", st.Requests, after.Requests, st.Accepts, after.Accepts)
+	}
+}

@@ -18,7 +18,9 @@
 // that the service has recovered. A service that refuses requests it cannot
 // serve (429, 503, gRPC ResourceExhausted), that cannot be reached, or that
 // answers too late, sees its clients back off in proportion, before their
-// retries bury it. See Throttling.
+// retries bury it. The requests are the application's: retries and hedges
+// (AcquireRetry) are neither throttled nor counted, as they are bounded by
+// MaxRetries and a retry budget. See Throttling.
 //
 // # Circuit breakers
 //

@@ -109,8 +109,16 @@ func (g *Guard) Service() string {
 // sent).
 func (g *Guard) Acquire(ctx context.Context) (Ticket, error) { return g.acquire(ctx, false) }
 
-// AcquireRetry is Acquire for a retry of a request already sent: it also
-// counts against the retries in flight (WithLimits' MaxRetries).
+// AcquireRetry is Acquire for a retry (or a hedge) of a request already
+// sent: it also counts against the retries in flight (WithLimits'
+// MaxRetries), and throttling neither rejects nor counts it. Throttling
+// weighs the requests of the application, as the SRE book's does (and
+// Envoy's admission control, which sees each request once, before its
+// retries): counted per attempt, a service refusing with 503 under
+// retrying clients would look refused several times per request, and its
+// clients would throttle harder and remember the overload longer. The
+// request's first attempt has been throttled already; its retries are
+// bounded by MaxRetries and the caller's retry budget.
 func (g *Guard) AcquireRetry(ctx context.Context) (Ticket, error) { return g.acquire(ctx, true) }
 
 func (g *Guard) acquire(ctx context.Context, retry bool) (Ticket, error) {
@@ -123,7 +131,7 @@ func (g *Guard) acquire(ctx context.Context, retry bool) (Ticket, error) {
 	if err != nil {
 		return Ticket{}, err
 	}
-	if g.throttle != nil {
+	if g.throttle != nil && !retry {
 		ok, p, requests, accepts := g.throttle.admit(now)
 		g.publish(p, requests, accepts)
 		if !ok {
@@ -224,8 +232,7 @@ func (t Ticket) done(o Outcome, v Verdict) {
 	if s.endpoint == "" {
 		if t.retry {
 			g.retries.release()
-		}
-		if g.throttle != nil {
+		} else if g.throttle != nil {
 			g.throttle.record(now, v)
 		}
 	}

@@ -38,7 +38,9 @@ type Choice struct {
 }
 
 // Pick returns the endpoint the client's policy would send req to now,
-// and why, without sending anything. The pick is a real one: round-robin
+// and why, without sending anything. With WithOverload it passes over the
+// endpoints whose breakers or limits would refuse the request (Skipped),
+// and the reason says when the service's own breaker is open. The pick is a real one: round-robin
 // positions advance as for a request. req may be nil for policies that do
 // not look at the request. Pick waits for nothing: before the resolver's
 // first answer, or when no endpoint can take req, it fails with an error
@@ -92,6 +94,9 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 		}
 	}
 	ch.Reason = ch.reason(c.cfg, ep)
+	if why := c.serviceRefusal(); why != "" {
+		ch.Reason += "; but " + why
+	}
 	return ch, nil
 }
 

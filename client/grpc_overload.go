@@ -15,7 +15,9 @@ import (
 // Overload protection in the gRPC balancer. The picker does it all for
 // unary RPCs: it asks the service's guard before it picks (throttling,
 // service breakers, service limits; an RPC whose context carries
-// overload.RetryContext counts as a retry), then the picked endpoint's
+// overload.RetryContext counts as a retry, while gRPC's own retry attempts,
+// which a picker cannot tell apart, count as first attempts), then the
+// picked endpoint's
 // breakers and limit, passing over endpoints that refuse, and its Done
 // callback tells both how the RPC ended. A refusal fails the RPC at once,
 // wait-for-ready or not, with the *overload.RejectedError, whose status is

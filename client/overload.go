@@ -193,8 +193,8 @@ func (t *table) syncBreakersLocked(now int64, next *int64) (changed bool) {
 		ep.ov.openWhy.Store(&why)
 		ep.ov.openUntil.Store(until)
 		changed = true
-		if until != 0 {
-			t.cfg.logger.Warn("client: endpoint out of rotation: circuit breaker open", "endpoint", addr, "breaker", why,
+		if until != 0 { // the guard has logged the change itself
+			t.cfg.logger.Debug("client: endpoint out of rotation: circuit breaker open", "endpoint", addr, "breaker", why,
 				"for", time.Duration(until-now).Round(time.Millisecond))
 		}
 	}
@@ -206,7 +206,7 @@ func (t *table) syncBreakersLocked(now int64, next *int64) (changed bool) {
 			ep.ov.openUntil.Store(0)
 			ep.activeSince.Store(now) // back in rotation: slow start again
 			changed = true
-			t.cfg.logger.Info("client: endpoint back in rotation: its circuit breaker lets probes through", "endpoint", ep.addr)
+			t.cfg.logger.Debug("client: endpoint back in rotation: its circuit breaker lets probes through", "endpoint", ep.addr)
 		case *next == 0 || until < *next:
 			*next = until
 		}
@@ -471,4 +471,16 @@ func (ep *endpoint) breakerWhy(now int64) string {
 		why += fmt.Sprintf(" for %v more", time.Duration(until-now).Round(time.Millisecond))
 	}
 	return why
+}
+
+// serviceRefusal says why the service's guard refuses every request now
+// ("" when it does not): an open service breaker.
+func (c *Client) serviceRefusal() string {
+	for _, b := range c.Overload().Breakers {
+		if b.State == overload.Open && time.Until(b.OpenUntil) > 0 {
+			return fmt.Sprintf("the service's circuit breaker %q is open for %v more: requests are refused at once",
+				b.Name, time.Until(b.OpenUntil).Round(time.Millisecond))
+		}
+	}
+	return ""
 }

@@ -149,6 +149,9 @@ func TestOverloadSlowServiceBreakerOpensFailsFastAndRecovers(t *testing.T) {
 			t.Fatalf("call while the breaker is open: %v, want the service's ErrBreakerOpen", err)
 		}
 	}
+	if ch, err := c.Pick(nil); err != nil || !strings.Contains(ch.Reason, `the service's circuit breaker "slow_call_ratio" is open`) {
+		t.Errorf("Pick while the breaker is open: %q, %v; want the reason to say so", ch.Reason, err)
+	}
 	useFallback.Store(true)
 	for range 10 {
 		if name, err := get(ctx, c, "http"); err != nil || name != "fallback" {

@@ -33,10 +33,6 @@ type endpoint struct {
 	// Passive figures from real requests.
 	requests atomic.Uint64
 	failures atomic.Uint64
-	busy     atomic.Uint64 // answers 429, 503, ResourceExhausted
-
-	// ov is the endpoint's overload protection (overload.go).
-	ov endpointOverload
 
 	// Active figures from the prober.
 	health   atomic.Int32 // probe.Health
@@ -68,6 +64,11 @@ type endpoint struct {
 	// dones its Done callbacks.
 	child atomic.Pointer[grpcChild]
 	dones atomic.Pointer[grpcDones]
+
+	// busy counts answers that refused work (429, 503, ResourceExhausted).
+	busy atomic.Uint64
+	// ov is the endpoint's overload protection (overload.go).
+	ov endpointOverload
 }
 
 func newEndpoint(e resolver.Endpoint, now int64) *endpoint {

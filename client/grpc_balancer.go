@@ -435,12 +435,13 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		}
 	}
 	stream := t.streaming(info.FullMethodName)
-	var adm admission
+	var adm *admission // nil: not guarded
 	if g := t.ov.guard; g != nil && !stream {
-		var err error
-		if adm, err = acquireService(noWait, g, overload.IsRetryContext(info.Ctx)); err != nil {
+		a, err := acquireService(noWait, g, overload.IsRetryContext(info.Ctx))
+		if err != nil {
 			return balancer.PickResult{}, err // a status error (Unavailable): the RPC fails at once
 		}
+		adm = &a
 	}
 	s := t.snapshot()
 	var ep *endpoint
@@ -448,7 +449,7 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	for try := 0; ; try++ {
 		ep = s.pick(&pr)
 		if ep == nil {
-			adm.release()
+			adm.releaseIf()
 			return balancer.PickResult{}, errNoEligible
 		}
 		child = ep.child.Load()
@@ -459,7 +460,7 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			}
 			if try == notReadyRetries {
 				ep.hot.exploring.Store(false)
-				adm.release()
+				adm.releaseIf()
 				return balancer.PickResult{}, err
 			}
 		}
@@ -468,13 +469,13 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	if child == nil || child.picker == nil {
 		ep.hot.exploring.Store(false)
-		adm.release()
+		adm.releaseIf()
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
 	res, err := child.picker.Pick(info)
 	if err != nil {
 		ep.hot.exploring.Store(false)
-		adm.release()
+		adm.releaseIf()
 		return res, err
 	}
 	d := ep.grpcDone(t)
@@ -494,9 +495,15 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		// second.
 		h.timedAt.Store(pr.now)
 		h.timedStart.Store(t.cfg.now())
-		return adm.chain(d.chain(res, d.timed))
+		if adm != nil {
+			return adm.chain(d.chain(res, d.timed))
+		}
+		return d.chain(res, d.timed)
 	}
-	return adm.chain(d.chain(res, d.untimed))
+	if adm != nil {
+		return adm.chain(d.chain(res, d.untimed))
+	}
+	return d.chain(res, d.untimed)
 }
 
 // grpcDones are an endpoint's Done callbacks, made once so that a pick

@@ -36,12 +36,20 @@ import (
 // latency, and they would hold a slot for as long as they live); an
 // endpoint whose breaker is open gets no new streams either.
 
-// admitEndpoint has ep's breakers and limit admit a guarded RPC; without a
-// guard (or for a stream) it admits everything.
+// The picker holds its admission by pointer, nil for an RPC that is not
+// guarded (no guard, or a stream): the unguarded pick pays a nil check.
+
+// admitEndpoint has ep's breakers and limit admit a guarded RPC; a nil
+// admission admits everything.
 func (a *admission) admitEndpoint(s *snapshot, ep *endpoint) error {
-	if !a.guarded {
+	if a == nil {
 		return nil
 	}
+	return a.admitGuarded(s, ep)
+}
+
+//go:noinline
+func (a *admission) admitGuarded(s *snapshot, ep *endpoint) error {
 	tk, err := s.admit(noWait, ep)
 	if err != nil {
 		return err
@@ -50,11 +58,18 @@ func (a *admission) admitEndpoint(s *snapshot, ep *endpoint) error {
 	return nil
 }
 
+// releaseIf gives back the tickets of a guarded RPC that will not be sent.
+func (a *admission) releaseIf() {
+	if a != nil {
+		a.release()
+	}
+}
+
 // chain hands the RPC's end to the admission's tickets, after the table's
 // own Done. A pick gRPC did not use (Done without an error and without
 // bytes) gives them back.
-func (a admission) chain(res balancer.PickResult, err error) (balancer.PickResult, error) {
-	if !a.guarded || err != nil {
+func (a *admission) chain(res balancer.PickResult, err error) (balancer.PickResult, error) {
+	if a == nil || err != nil {
 		return res, err
 	}
 	next := res.Done

@@ -98,7 +98,7 @@ func TestGRPCOverloadSlowServiceBreakerOpensFailsFastAndRecovers(t *testing.T) {
 	}
 	const statWindow = 5 * time.Second
 	c := e.dialWith(`{"policy":"round_robin",`+fastGRPCProbe+`,"overload":{"throttling":{"disabled":true},
-		"breakers":[{"strategy":"slow_call_ratio","maxRT":"800ms","minRequests":6,"statWindow":"5s","retryTimeout":"3s","probes":2}]}}`,
+		"breakers":[{"strategy":"slow_call_ratio","maxRT":"800ms","minRequests":6,"statWindow":"5s","retryTimeout":"5s","probes":2}]}}`,
 		grpc.WithUnaryInterceptor(client.OverloadFallbackInterceptor(fallback)))
 	if tl := rpcs(ctx, c, 10, 2, nil, grpc.WaitForReady(true)); tl.failed > 0 {
 		t.Fatal(tl)
@@ -151,7 +151,7 @@ func TestGRPCOverloadSlowServiceBreakerOpensFailsFastAndRecovers(t *testing.T) {
 		b.SetLatency(time.Millisecond)
 	}
 	ok := 0
-	waitFor(t, 15*time.Second, "half-open probes to close the breaker", func() bool {
+	waitFor(t, 30*time.Second, "half-open probes to close the breaker", func() bool {
 		if _, err := call(ctx, c); err != nil {
 			ok = 0
 			return false

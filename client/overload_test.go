@@ -121,7 +121,7 @@ func TestOverloadSlowServiceBreakerOpensFailsFastAndRecovers(t *testing.T) {
 		client.WithOutlierDetection(client.OutlierDetection{ConsecutiveFailures: 1, MaxEjectedShare: 1}),
 		client.WithOverload(overload.WithStateListener(tr.record), overload.WithBreakers(overload.BreakerRule{
 			Strategy: overload.SlowCallRatio, MaxRT: 800 * time.Millisecond, MinRequests: 6,
-			StatWindow: statWindow, RetryTimeout: 3 * time.Second, Probes: 2,
+			StatWindow: statWindow, RetryTimeout: 5 * time.Second, Probes: 2,
 		})),
 		client.WithOverloadFallback(fallback))
 	if tl := load(ctx, c, 10, 2, nil); tl.failed > 0 {
@@ -166,7 +166,7 @@ func TestOverloadSlowServiceBreakerOpensFailsFastAndRecovers(t *testing.T) {
 	for _, b := range bs {
 		b.SetLatency(time.Millisecond)
 	}
-	waitFor(t, 15*time.Second, "half-open probes to close the breaker", func() bool {
+	waitFor(t, 30*time.Second, "half-open probes to close the breaker", func() bool {
 		_, _ = get(ctx, c, "http")
 		return c.Overload().Breakers[0].State == overload.Closed
 	})
@@ -193,7 +193,7 @@ func TestOverloadEndpointBreakerTakesTheSlowEndpointOut(t *testing.T) {
 		client.WithRegisterer(reg),
 		client.WithOverload(overload.WithoutThrottling(), overload.WithEndpointBreakers(overload.BreakerRule{
 			Strategy: overload.SlowCallRatio, MaxRT: 300 * time.Millisecond, MinRequests: 3,
-			StatWindow: 5 * time.Second, RetryTimeout: 3 * time.Second, Probes: 1,
+			StatWindow: 5 * time.Second, RetryTimeout: 6 * time.Second, Probes: 1,
 		})))
 	slow := bs[2]
 	slow.SetLatency(400 * time.Millisecond)
@@ -227,7 +227,7 @@ func TestOverloadEndpointBreakerTakesTheSlowEndpointOut(t *testing.T) {
 	}
 
 	slow.SetLatency(time.Millisecond)
-	waitFor(t, 15*time.Second, "a probe to close the endpoint's breaker", func() bool {
+	waitFor(t, 30*time.Second, "a probe to close the endpoint's breaker", func() bool {
 		_, _ = get(ctx, c, "http")
 		e := info(c, slow.Addr())
 		return e.Breaker == overload.Closed && e.Eligible

@@ -189,7 +189,7 @@ type env struct {
 	lat      []atomic.Int64 // injected latency, ns
 	tailP    []float64      // heavy tail: share of answers…
 	tailK    []float64      // …k times slower
-	failing  []atomic.Bool  // answering 503 at once
+	failing  []atomic.Bool  // answering 502 at once
 	capacity int
 	inFlight []atomic.Int64 // oracle requests outstanding per backend
 	rr       atomic.Uint64  // the oracle's rotation among equals
@@ -228,11 +228,13 @@ func (e *env) setHeavyTail(i int, p, k float64) {
 	e.bs[i].SetHeavyTail(p, k)
 }
 
-// setFailing makes backend i answer 503 at once (or normally again).
+// setFailing makes backend i answer 502 at once (or normally again): a
+// broken backend, which outlier detection ejects (a 503 would say busy,
+// which it does not).
 func (e *env) setFailing(i int, failing bool) {
 	e.failing[i].Store(failing)
 	if failing {
-		e.bs[i].SetStatus(http.StatusServiceUnavailable)
+		e.bs[i].SetStatus(http.StatusBadGateway)
 	} else {
 		e.bs[i].SetStatus(0)
 	}

@@ -70,6 +70,10 @@ type ovVariant struct {
 	guard   bool          // an overload.Guard around each client
 	window  time.Duration // the guard's throttling window (0: the default)
 	outlier bool          // the clients' outlier detection on
+	// integrated: the clients' own protection (client.WithOverload, with
+	// window) instead of a wrapping guard, and their default policy
+	// (least_latency) instead of round robin.
+	integrated bool
 }
 
 // BenchmarkOverload measures overload protection on the scenario above,
@@ -85,9 +89,16 @@ type ovVariant struct {
 //     (go-zero's) instead of the SRE book's 2 minutes;
 //   - protection=guard+shedder+ejection: both, with the clients' outlier
 //     detection on (its defaults eject an endpoint after 5 failures in a
-//     row, 503s included, and one endpoint of two may be ejected: the
-//     other then takes all the load). The other variants run without it,
-//     so that they measure protection alone.
+//     row, and one endpoint of two may be ejected: the other would then
+//     take all the load; the shedders' 503s are busy, not broken, and
+//     must not eject). The variants above run without it, so that they
+//     measure protection alone;
+//   - protection=client, client+shedder, client10s+shedder: the
+//     smartroute clients' own protection (client.WithOverload, its
+//     defaults; the last with a 10 s throttling window), their default
+//     policy (least_latency) and outlier detection on, without and with
+//     the shedders: the figures through the real client as a user would
+//     set it up.
 //
 // Figures: goodput-ratio (requests that succeeded within their deadline
 // per second during the overload, over the backends' capacity), ms-p99 (of
@@ -109,6 +120,9 @@ func BenchmarkOverload(b *testing.B) {
 		{name: "guard+shedder", guard: true, shed: true},
 		{name: "guard10s+shedder", guard: true, shed: true, window: 10 * time.Second},
 		{name: "guard+shedder+ejection", guard: true, shed: true, outlier: true},
+		{name: "client", integrated: true, outlier: true},
+		{name: "client+shedder", integrated: true, shed: true, outlier: true},
+		{name: "client10s+shedder", integrated: true, shed: true, outlier: true, window: 10 * time.Second},
 	} {
 		b.Run("protection="+v.name, func(b *testing.B) {
 			var runs []ovResult
@@ -188,7 +202,12 @@ func ovRun(tb testing.TB, v ovVariant, started, stopped func()) ([]ovSample, int
 		if !v.outlier {
 			opts = append(opts, client.WithOutlierDetection(client.OutlierDetection{Disabled: true}))
 		}
-		c := newClient(tb, addrs, client.RoundRobin, opts...)
+		policy := client.RoundRobin
+		if v.integrated {
+			policy = client.DefaultPolicy
+			opts = append(opts, client.WithOverload(overload.WithThrottling(overload.Throttling{Window: v.window})))
+		}
+		c := newClient(tb, addrs, policy, opts...)
 		defer c.Close()
 		var rt http.RoundTripper = c
 		if v.guard {

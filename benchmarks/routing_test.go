@@ -138,7 +138,7 @@ func routingScenarios() []routingScenario {
 			e.setLatency(4, 2*time.Second)
 		},
 	}, {
-		// b4 answers 503 at once: fast, and wrong. Retries (on by
+		// b4 answers 502 at once: fast, and wrong. Retries (on by
 		// default for GETs) hide the failures; worst-share is how much
 		// traffic it wastes.
 		name: "fail_fast", policies: fewPolicies, backends: 5, clients: 1, workers: 4, requests: 800, worst: 4, winner: -1,

@@ -29,12 +29,18 @@ type Choice struct {
 	// Explored is set when least_latency chose the endpoint to measure it
 	// (a new endpoint, or one not measured for long), not for its cost.
 	Explored bool
+	// Skipped lists the endpoints the pick chose first and passed over
+	// because their overload protection would refuse the request
+	// (WithOverload: a breaker, or their limit of requests in flight).
+	Skipped []SkippedEndpoint
 	// Reason says in words why this endpoint.
 	Reason string
 }
 
 // Pick returns the endpoint the client's policy would send req to now,
-// and why, without sending anything. The pick is a real one: round-robin
+// and why, without sending anything. With WithOverload it passes over the
+// endpoints whose breakers or limits would refuse the request (Skipped),
+// and the reason says when the service's own breaker is open. The pick is a real one: round-robin
 // positions advance as for a request. req may be nil for policies that do
 // not look at the request. Pick waits for nothing: before the resolver's
 // first answer, or when no endpoint can take req, it fails with an error
@@ -58,11 +64,21 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 		}
 	}
 	s := c.table.snapshot()
-	ep := s.pick(&pr)
+	ep, skipped := s.pickAllowed(&pr)
 	if ep == nil {
+		if len(skipped) > 0 {
+			last := skipped[len(skipped)-1]
+			return Choice{Skipped: skipped}, fmt.Errorf("client: service %q: %w: every endpoint picked would refuse the request (the last, %s: %s)",
+				c.name, ErrNoHealthyEndpoint, last.Addr, last.Why)
+		}
 		return Choice{}, c.noEndpoint()
 	}
-	return c.table.choiceOf(s, ep, pr.explored, pr.now), nil
+	ch := c.table.choiceOf(s, ep, pr.explored, pr.now)
+	ch.Skipped = skipped
+	if why := c.serviceRefusal(); why != "" {
+		ch.Reason += "; but " + why
+	}
+	return ch, nil
 }
 
 // choiceOf describes the pick of ep from s: the pool it came from, its
@@ -119,6 +135,9 @@ func (ch Choice) reason(cfg *config, ep *endpoint) string {
 	}
 	if ch.Panic {
 		why += fmt.Sprintf("; panic mode: under %.0f%% of endpoints healthy, picking among all", 100*cfg.panicThreshold)
+	}
+	for _, sk := range ch.Skipped {
+		why += fmt.Sprintf("; passed over %s (%s)", sk.Addr, sk.Why)
 	}
 	return why
 }

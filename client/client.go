@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smartroute/smartroute/overload"
 	"github.com/smartroute/smartroute/probe"
 	"github.com/smartroute/smartroute/resolver"
 )
@@ -162,6 +163,9 @@ func NewFromResolver(service string, r resolver.Resolver, opts ...Option) (*Clie
 		c.lat = newLatencyWindow(cfg.retry.Budget.TTL)
 	}
 	c.table = newTable(c.cfg, m)
+	if err := c.table.setGuard(service); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
 	if !cfg.noProbe {
 		checker := cfg.checker
 		if checker == nil {
@@ -302,10 +306,23 @@ type EndpointInfo struct {
 	InFlight int64
 	Requests uint64
 	Failures uint64
+	// Busy counts the answers that refused work to protect the server
+	// (429, 503, gRPC ResourceExhausted): busy, not broken, they are not
+	// Failures and never eject.
+	Busy uint64
 	// Ejected is set while outlier detection holds the endpoint out, until
 	// EjectedUntil.
 	Ejected      bool
 	EjectedUntil time.Time
+	// Breaker is the state of the endpoint's circuit breakers
+	// (WithOverload with overload.WithEndpointBreakers), the worst of
+	// Breakers: an open one holds the endpoint out, as an ejection does,
+	// until its retry timeout. MaxRequests is the bound on its requests in
+	// flight (overload.WithEndpointMaxRequests; 0: none). All zero without
+	// WithOverload.
+	Breaker     overload.State
+	Breakers    []overload.BreakerStatus
+	MaxRequests int
 	// Eligible reports whether the endpoint may take new requests; Why
 	// says why not, or notes panic mode.
 	Eligible bool
@@ -336,6 +353,7 @@ func (c *Client) Endpoints() []EndpointInfo {
 			InFlight: ep.hot.load(),
 			Requests: ep.requests.Load(),
 			Failures: ep.failures.Load(),
+			Busy:     ep.busy.Load(),
 			Origin:   a.Origin,
 		}
 		if info.Measured {
@@ -370,7 +388,10 @@ func (c *Client) Endpoints() []EndpointInfo {
 			if r := ep.ejectReason.Load(); r != nil {
 				info.Why += ": " + *r
 			}
+		case excludedBreakerOpen:
+			info.Why = ep.breakerWhy(now)
 		}
+		ep.breakerInfo(&info)
 		if inPanic && !info.Eligible && !info.Draining && info.Why != "" {
 			info.Why += " (panic mode: still picked)"
 		}

@@ -49,13 +49,32 @@
 //     outlier detection (WithOutlierDetection: 5 consecutive failures eject
 //     for 30 s, growing with every ejection, at most 10% of the table), get
 //     no requests, unless fewer than half are healthy: then every endpoint
-//     is tried (panic mode) rather than every request failed.
+//     is tried (panic mode) rather than every request failed. A server
+//     that refuses work to protect itself (429, 503, gRPC
+//     ResourceExhausted) is busy, not broken: its answer adds the short
+//     failure penalty, so the next requests go elsewhere for a moment, but
+//     never counts towards ejection.
 //   - Draining endpoints get no new requests.
 //   - Requests that are safe to repeat (idempotent methods, an
 //     Idempotency-Key header, or a connection that never opened) are retried
 //     on another endpoint, within a retry budget (WithRetries). Hedging
 //     (WithHedging) sends a second copy of an idempotent request after a
 //     delay or a latency percentile; the first answer wins.
+//
+// # Overload protection
+//
+// WithOverload (and "overload" in the gRPC service config, GRPCOverload)
+// puts a guard of package overload in front of the service: adaptive
+// throttling, service circuit breakers and concurrency limits (requests,
+// pending, retries in flight) refuse an attempt at once with an
+// *overload.RejectedError, or WithOverloadFallback's answer; endpoint
+// breakers take an endpoint out of rotation as an ejection would (within
+// the panic threshold) until their retry timeout, when the next requests
+// probe it; an endpoint at its limit of requests in flight is passed over
+// at pick time. Refused requests never count against an endpoint.
+// Overload, Endpoints and Pick show the guard's state; over gRPC the
+// picker does it all for unary RPCs (OverloadFallbackInterceptor answers
+// refused ones).
 //
 // # Subsets
 //

@@ -64,6 +64,11 @@ type endpoint struct {
 	// dones its Done callbacks.
 	child atomic.Pointer[grpcChild]
 	dones atomic.Pointer[grpcDones]
+
+	// busy counts answers that refused work (429, 503, ResourceExhausted).
+	busy atomic.Uint64
+	// ov is the endpoint's overload protection (overload.go).
+	ov endpointOverload
 }
 
 func newEndpoint(e resolver.Endpoint, now int64) *endpoint {

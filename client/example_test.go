@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/smartroute/smartroute/client"
+	"github.com/smartroute/smartroute/overload"
 	"github.com/smartroute/smartroute/resolver"
 )
 
@@ -65,6 +67,48 @@ func ExampleClient_Pick() {
 	}
 	fmt.Println(ch.Addr == addr, ch.Reason)
 	// Output: true next in turn among 1 endpoint
+}
+
+// WithOverload protects a service and its callers: here a service breaker
+// that opens after three failed requests, and a fallback that answers the
+// requests it refuses. Endpoint breakers and limits, throttling and the
+// gRPC service config are in README, "Overload".
+func ExampleWithOverload() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "broken", http.StatusInternalServerError)
+	}))
+	defer backend.Close()
+	addr := strings.TrimPrefix(backend.URL, "http://")
+
+	r, _ := resolver.NewStatic(addr)
+	c, err := client.NewFromResolver("payments", r, client.WithoutProbe(),
+		client.WithOverload(overload.WithBreakers(overload.BreakerRule{Strategy: overload.ErrorCount, Threshold: 3, MinRequests: 3})),
+		client.WithOverloadFallback(func(req *http.Request, err error) (*http.Response, error) {
+			fmt.Println("fallback, breaker open:", errors.Is(err, overload.ErrBreakerOpen))
+			return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("cached")), Request: req}, nil
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	hc := &http.Client{Transport: c, Timeout: 5 * time.Second}
+	for range 4 {
+		resp, err := hc.Get("http://payments/")
+		if err != nil {
+			log.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	fmt.Println("service breaker:", c.Overload().Breakers[0].State)
+	// Output:
+	// 500 broken
+	// 500 broken
+	// 500 broken
+	// fallback, breaker open: true
+	// 200 cached
+	// service breaker: open
 }
 
 // The smartroute balancer for gRPC: register it once, then select it in

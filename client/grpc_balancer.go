@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/grpc/status"
 
+	"github.com/smartroute/smartroute/overload"
 	"github.com/smartroute/smartroute/probe"
 	"github.com/smartroute/smartroute/resolver"
 )
@@ -170,7 +171,11 @@ func (b *grpcBalancer) configure(gc *GRPCConfig) error {
 	}
 	b.stopLocked()
 	t := newTable(&cfg, m)
+	if err := t.setGuard(b.service); err != nil {
+		return err
+	}
 	if old := b.table; old != nil {
+		old.ov.guard.Retain(nil) // its endpoints leave the metrics; the new guard counts them
 		t.update(resolver.State{Endpoints: old.resolverSet()})
 		t.adoptChildren(old)
 	}
@@ -429,33 +434,53 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			}
 		}
 	}
+	stream := t.streaming(info.FullMethodName)
+	var adm *admission // nil: not guarded
+	if g := t.ov.guard; g != nil && !stream {
+		a, err := acquireService(noWait, g, overload.IsRetryContext(info.Ctx))
+		if err != nil {
+			return balancer.PickResult{}, err // a status error (Unavailable): the RPC fails at once
+		}
+		adm = &a
+	}
 	s := t.snapshot()
 	var ep *endpoint
 	var child *grpcChild
 	for try := 0; ; try++ {
 		ep = s.pick(&pr)
 		if ep == nil {
+			adm.releaseIf()
 			return balancer.PickResult{}, errNoEligible
 		}
 		child = ep.child.Load()
 		if child != nil && child.state == connectivity.Ready || try == notReadyRetries {
-			break
+			err := adm.admitEndpoint(s, ep)
+			if err == nil {
+				break
+			}
+			if try == notReadyRetries {
+				ep.hot.exploring.Store(false)
+				adm.releaseIf()
+				return balancer.PickResult{}, err
+			}
 		}
 		ep.hot.exploring.Store(false) // picked, not sent
-		pr.addTried(ep)               // its connection just went down: another one
+		pr.addTried(ep)               // its connection just went down, or it refused: another one
 	}
 	if child == nil || child.picker == nil {
 		ep.hot.exploring.Store(false)
+		adm.releaseIf()
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
 	res, err := child.picker.Pick(info)
 	if err != nil {
 		ep.hot.exploring.Store(false)
+		adm.releaseIf()
 		return res, err
 	}
 	res = t.tracePick(info.Ctx, ep, pr.explored, info.FullMethodName, res) // trace.go
 	d := ep.grpcDone(t)
-	if t.streaming(info.FullMethodName) {
+	if stream {
 		// A stream's length is the caller's business: it is neither a
 		// latency sample nor a request waiting on the endpoint.
 		return d.chain(res, d.stream)
@@ -471,7 +496,13 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		// second.
 		h.timedAt.Store(pr.now)
 		h.timedStart.Store(t.cfg.now())
+		if adm != nil {
+			return adm.chain(d.chain(res, d.timed))
+		}
 		return d.chain(res, d.timed)
+	}
+	if adm != nil {
+		return adm.chain(d.chain(res, d.untimed))
 	}
 	return d.chain(res, d.untimed)
 }
@@ -548,9 +579,10 @@ func (d *grpcDones) doneStream(di balancer.DoneInfo) {
 }
 
 // grpcOutcome classifies a finished RPC for the endpoint's record, by the
-// same rule as HTTP attempts: transport failures, overload and running out
-// of time waiting on it count against the endpoint, the server's
-// application errors do not, and cancellations say nothing.
+// same rule as HTTP attempts: transport failures and running out of time
+// waiting on it count against the endpoint, the server's application
+// errors do not, a server refusing work to protect itself
+// (ResourceExhausted) is busy, not broken, and cancellations say nothing.
 func grpcOutcome(di balancer.DoneInfo) outcome {
 	if di.Err == nil {
 		return outcomeSuccess
@@ -558,7 +590,12 @@ func grpcOutcome(di balancer.DoneInfo) outcome {
 	switch status.Code(di.Err) {
 	case codes.Canceled:
 		return outcomeNeutral
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.ResourceExhausted:
+	case codes.ResourceExhausted:
+		return outcomeBusy
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown:
+		if rejected(di.Err) {
+			return outcomeNeutral // overload protection's refusal: it never left
+		}
 		return outcomeFailure
 	}
 	return outcomeSuccess

@@ -18,7 +18,8 @@ import (
 //	    "policy": "least_latency",
 //	    "outlierDetection": {"consecutiveFailures": 5, "baseEjectionTime": "30s"},
 //	    "zone": {"local": "eu-west-1a"},
-//	    "probe": {"kind": "grpc", "interval": "5s"}
+//	    "probe": {"kind": "grpc", "interval": "5s"},
+//	    "overload": {"breakers": [{"strategy": "slow_call_ratio", "maxRT": "800ms"}]}
 //	}}]}
 //
 // Every field is optional; durations are strings in Go syntax ("500ms",
@@ -41,6 +42,9 @@ type GRPCConfig struct {
 	Zone             *Zone                 `json:"zone,omitempty"`
 	Canary           *Canary               `json:"canary,omitempty"`
 	Probe            *GRPCProbeConfig      `json:"probe,omitempty"`
+	// Overload turns on overload protection (WithOverload; see
+	// GRPCOverload): throttling, breakers and limits in the picker.
+	Overload *GRPCOverload `json:"overload,omitempty"`
 }
 
 // GRPCProbeConfig configures the balancer's active checks.
@@ -150,6 +154,13 @@ func (g *GRPCConfig) options() ([]Option, *GRPCProbeConfig, error) {
 	}
 	if g.Canary != nil {
 		opts = append(opts, WithCanary(*g.Canary))
+	}
+	if g.Overload != nil {
+		ov, err := g.Overload.options()
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, WithOverload(ov...))
 	}
 	pc := g.Probe
 	if pc == nil {

@@ -42,6 +42,7 @@ const (
 	outcomeLabelCanceled = "canceled"
 	outcomeLabelDeadline = "deadline_exceeded"
 	outcomeLabelNoRoute  = "no_endpoint"
+	outcomeLabelRejected = "rejected" // refused by overload protection
 )
 
 // latencyBucketsSeconds span a fast LAN call to a slow timeout.
@@ -75,7 +76,7 @@ func newClientMetrics(r prometheus.Registerer, service string, policy Policy, pe
 		Name: "request_duration_seconds", Help: "Request latency to response headers, retries and hedges included.",
 		Buckets: latencyBucketsSeconds}, []string{"service"})).(*prometheus.HistogramVec)
 	endpoints := reg(prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: metrics.Namespace, Subsystem: sub,
-		Name: "endpoints", Help: "Endpoints in the table, by state (eligible, ejected, unhealthy, draining, unselected, unconnected)."}, []string{"service", "state"})).(*prometheus.GaugeVec)
+		Name: "endpoints", Help: "Endpoints in the table, by state (eligible, ejected, breaker_open, unhealthy, draining, unselected, unconnected)."}, []string{"service", "state"})).(*prometheus.GaugeVec)
 	m := &clientMetrics{
 		picks:          picks.With(prometheus.Labels{"service": service, "policy": string(policy)}),
 		requests:       requests.MustCurryWith(labels),
@@ -103,13 +104,15 @@ func newClientMetrics(r prometheus.Registerer, service string, policy Policy, pe
 
 // observeSnapshot sets the endpoint-state gauges from a new snapshot.
 func (m *clientMetrics) observeSnapshot(s *snapshot, now int64) {
-	counts := map[string]float64{"eligible": 0, "ejected": 0, "unhealthy": 0, "draining": 0, "unselected": 0, "unconnected": 0}
+	counts := map[string]float64{"eligible": 0, "ejected": 0, "breaker_open": 0, "unhealthy": 0, "draining": 0, "unselected": 0, "unconnected": 0}
 	for _, ep := range s.all {
 		switch classify(s.cfg, ep, now) {
 		case eligible:
 			counts["eligible"]++
 		case excludedEjected:
 			counts["ejected"]++
+		case excludedBreakerOpen:
+			counts["breaker_open"]++
 		case excludedUnhealthy:
 			counts["unhealthy"]++
 		case excludedDraining:

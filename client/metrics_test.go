@@ -54,7 +54,7 @@ func value(t *testing.T, reg *prometheus.Registry, name string, labels map[strin
 // series only when asked for.
 func TestClientMetrics(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
-	bad := testbackend.MustHTTP(t, testbackend.WithName("bad"), testbackend.WithStatus(http.StatusServiceUnavailable))
+	bad := testbackend.MustHTTP(t, testbackend.WithName("bad"), testbackend.WithStatus(http.StatusBadGateway))
 	good := testbackend.MustHTTP(t, testbackend.WithName("good"))
 	for _, perEndpoint := range []bool{false, true} {
 		reg := prometheus.NewRegistry()
@@ -75,7 +75,7 @@ func TestClientMetrics(t *testing.T) {
 			t.Errorf("picks_total = %v, want at least %d", v, n)
 		}
 		if v := value(t, reg, "smartroute_client_retries_total", svc); v < 3 {
-			t.Errorf("retries_total = %v, want the 503s retried", v)
+			t.Errorf("retries_total = %v, want the 502s retried", v)
 		}
 		if v := value(t, reg, "smartroute_client_ejections_total", svc); v != 1 {
 			t.Errorf("ejections_total = %v, want 1", v)

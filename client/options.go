@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/smartroute/smartroute/overload"
 	"github.com/smartroute/smartroute/probe"
 	"github.com/smartroute/smartroute/resolver"
 )
@@ -97,6 +98,11 @@ type config struct {
 
 	retry   RetryPolicy
 	hedging *Hedging
+
+	// Overload protection (overload.go).
+	overloadOn       bool
+	overloadOpts     []overload.Option
+	overloadFallback func(*http.Request, error) (*http.Response, error)
 
 	base    *http.Transport
 	noHTTP2 bool

@@ -67,6 +67,7 @@ const (
 	excludedSelector
 	excludedUnhealthy
 	excludedEjected
+	excludedBreakerOpen // an endpoint circuit breaker is open (overload.go)
 )
 
 // buildSnapshot arranges eps (in address order) for the configured policy
@@ -135,6 +136,8 @@ func classify(cfg *config, ep *endpoint, now int64) eligibility {
 		return excludedUnhealthy
 	case ep.ejected(now):
 		return excludedEjected
+	case ep.breakerOpen(now):
+		return excludedBreakerOpen
 	}
 	return eligible
 }
@@ -146,7 +149,7 @@ func buildPool(cfg *config, members []*endpoint, now int64) *pool {
 		case eligible:
 			healthy = append(healthy, ep)
 			candidates = append(candidates, ep)
-		case excludedUnhealthy, excludedEjected:
+		case excludedUnhealthy, excludedEjected, excludedBreakerOpen:
 			candidates = append(candidates, ep)
 		}
 	}

@@ -68,6 +68,8 @@ type table struct {
 
 	methods methodKinds // the gRPC picker's streaming methods
 
+	ov tableOverload // overload protection (overload.go)
+
 	wake  chan struct{} // nudges run to recompute its timer
 	ready chan struct{} // closed once the first resolver state arrived
 }
@@ -166,6 +168,7 @@ func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
 		if !ok {
 			ep = newEndpoint(e, now)
 			ep.hot.seed(t.cfg.defaultRTT)
+			t.addEndpointLocked(ep)
 			t.endpoints[e.Addr] = ep
 			changed, membership = true, true
 			continue
@@ -188,6 +191,7 @@ func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
 				t.ejected--
 			}
 			ep.closeIdleIfUnused()
+			t.removeEndpointLocked(ep)
 			t.m.forget(addr)
 			changed, membership = true, true
 		}
@@ -335,6 +339,12 @@ const (
 	outcomeSuccess outcome = iota
 	outcomeFailure         // connection error, timeout, 5xx: counts against the endpoint
 	outcomeNeutral         // cancelled by the caller: says nothing of the endpoint
+	// outcomeBusy is a refusal to protect itself (429, 503, gRPC
+	// ResourceExhausted): busy, not broken. It adds the short failure
+	// penalty, so that the next requests go elsewhere for a moment, but
+	// outlier detection does not count it: ejecting a shedding server
+	// moves its load onto the others.
+	outcomeBusy
 )
 
 // observe records the passive figures of one finished attempt at now and
@@ -370,6 +380,11 @@ func (t *table) observe(ep *endpoint, o outcome, sample time.Duration, now int64
 		if !t.cfg.outlier.Disabled && int(n) >= t.cfg.outlier.ConsecutiveFailures {
 			t.maybeEject(ep, int(n), now)
 		}
+	case outcomeBusy:
+		ep.busy.Add(1)
+		ep.mu.Lock()
+		h.fail(now, t.cfg.penaltyTau)
+		ep.mu.Unlock()
 	}
 }
 
@@ -423,6 +438,9 @@ func (t *table) expireLocked(now int64) (next int64) {
 		if next == 0 || until < next {
 			next = until
 		}
+	}
+	if t.syncBreakersLocked(now, &next) {
+		changed = true
 	}
 	if t.cfg.slowStart > 0 && t.cfg.policy == WeightedRoundRobin {
 		// The schedule holds slow-start weights: refresh it in ten steps

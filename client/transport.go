@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/smartroute/smartroute/overload"
 )
 
 // defaultIdleConnTimeout closes idle per-endpoint connections that a
@@ -146,6 +148,9 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c.finish(req, resp, err, time.Since(start))
 	c.traceRequestEnd(req, err)
+	if f := c.cfg.overloadFallback; f != nil && rejected(err) {
+		return f(req, err)
+	}
 	return resp, err
 }
 
@@ -155,6 +160,8 @@ func (c *Client) finish(req *http.Request, resp *http.Response, err error, d tim
 	switch {
 	case errors.Is(err, ErrNoHealthyEndpoint):
 		label = outcomeLabelNoRoute
+	case rejected(err):
+		label = outcomeLabelRejected
 	case err != nil && errors.Is(req.Context().Err(), context.DeadlineExceeded):
 		label = outcomeLabelDeadline
 	case err != nil && req.Context().Err() != nil:
@@ -185,7 +192,16 @@ func (c *Client) roundTripRetrying(req *http.Request, pr *pickRequest) (*http.Re
 	var lastEP string
 	for attempt := 0; ; attempt++ {
 		pr.now = c.table.clock.Now()
-		ep := c.pick(pr)
+		ep, adm, err := c.pickAdmitted(req.Context(), pr, attempt > 0, false)
+		if err != nil {
+			if attempt > 0 {
+				// Overload protection refused the retry: the last answer
+				// stands.
+				return last, lastErr
+			}
+			closeBody(req)
+			return nil, err
+		}
 		if ep == nil {
 			if attempt > 0 {
 				// No endpoint left to retry on (the set changed): the
@@ -204,9 +220,10 @@ func (c *Client) roundTripRetrying(req *http.Request, pr *pickRequest) (*http.Re
 		areq, err := c.attemptRequest(req, req.Context(), attempt > 0)
 		if err != nil {
 			ep.hot.exploring.Store(false) // picked, never sent
+			adm.release()
 			return nil, err
 		}
-		resp, err := c.attempt(ep, areq)
+		resp, err := c.attempt(ep, areq, adm)
 		if !c.shouldRetry(req, resp, err, attempt) {
 			return resp, err
 		}
@@ -276,9 +293,10 @@ func (c *Client) noEndpoint() error {
 	return fmt.Errorf("client: service %q: %w", c.name, ErrNoHealthyEndpoint)
 }
 
-// attempt sends one attempt to ep and records its passive figures. The
-// endpoint counts as busy until the response body is closed.
-func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error) {
+// attempt sends one attempt to ep and records its passive figures; adm's
+// tickets (WithOverload) learn how it ended. The endpoint counts as busy,
+// and the tickets are held, until the response body is closed.
+func (c *Client) attempt(ep *endpoint, req *http.Request, adm admission) (*http.Response, error) {
 	t := c.transportFor(ep)
 	ctx := req.Context()
 	var cancel context.CancelFunc
@@ -329,10 +347,15 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 	}
 	c.table.observe(ep, o, sample, end)
 	c.m.attempt(ep, label, latency)
+	var oo overload.Outcome
+	if adm.guarded {
+		oo = overloadOutcome(req.Context(), resp, err, latency)
+	}
 	if err != nil {
 		if cancel != nil {
 			cancel()
 		}
+		adm.done(oo)
 		c.release(ep)
 		return nil, err
 	}
@@ -340,6 +363,7 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 		if cancel != nil {
 			cancel()
 		}
+		adm.done(oo)
 		c.release(ep)
 	}}
 	return resp, nil
@@ -349,7 +373,8 @@ func (c *Client) attempt(ep *endpoint, req *http.Request) (*http.Response, error
 // HTTP and gRPC: an attempt that ran out of time waiting on the endpoint,
 // by the caller's deadline or the per-try timeout, is a failure (and its
 // elapsed time a lower bound on the endpoint's latency); a caller's plain
-// cancellation says nothing of the endpoint.
+// cancellation says nothing of the endpoint; a server refusing work to
+// protect itself (503, 429) is busy, not broken.
 func (c *Client) classify(req *http.Request, resp *http.Response, err error) (outcome, string) {
 	ctx := req.Context()
 	switch {
@@ -359,8 +384,14 @@ func (c *Client) classify(req *http.Request, resp *http.Response, err error) (ou
 		return outcomeFailure, outcomeLabelDeadline
 	case err != nil && ctx.Err() != nil:
 		return outcomeNeutral, outcomeLabelCanceled
+	case err != nil && rejected(err):
+		return outcomeNeutral, outcomeLabelRejected // refused before it left: says nothing of the endpoint
 	case err != nil:
 		return outcomeFailure, outcomeLabelError
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return outcomeBusy, outcomeLabelHTTP5xx
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return outcomeBusy, outcomeLabelHTTP4xx
 	case resp.StatusCode >= 500:
 		return outcomeFailure, outcomeLabelHTTP5xx
 	case resp.StatusCode >= 400:
@@ -427,10 +458,17 @@ func (c *Client) roundTripHedged(req *http.Request, pr *pickRequest) (*http.Resp
 	results := make(chan result, maxAttempts)
 	var launched, pending, hedges, retries int
 	var cancels [maxAttempts]context.CancelFunc
+	var refused error // overload protection's refusal of the first attempt
 
 	launch := func() bool {
 		pr.now = c.table.clock.Now()
-		ep := c.pick(pr)
+		ep, adm, err := c.pickAdmitted(req.Context(), pr, launched > 0, launched > 0)
+		if err != nil {
+			if launched == 0 {
+				refused = err
+			}
+			return false
+		}
 		if ep == nil {
 			return false
 		}
@@ -440,6 +478,7 @@ func (c *Client) roundTripHedged(req *http.Request, pr *pickRequest) (*http.Resp
 		if err != nil {
 			cancel()
 			ep.hot.exploring.Store(false) // picked, never sent
+			adm.release()
 			return false
 		}
 		idx := launched
@@ -447,7 +486,7 @@ func (c *Client) roundTripHedged(req *http.Request, pr *pickRequest) (*http.Resp
 		launched++
 		pending++
 		go func() {
-			resp, err := c.attempt(ep, areq)
+			resp, err := c.attempt(ep, areq, adm)
 			results <- result{resp, err, cancel, idx}
 		}()
 		return true
@@ -475,6 +514,9 @@ func (c *Client) roundTripHedged(req *http.Request, pr *pickRequest) (*http.Resp
 
 	if !launch() {
 		closeBody(req)
+		if refused != nil {
+			return nil, refused
+		}
 		return nil, c.noEndpoint()
 	}
 	timer := time.NewTimer(c.hedgeDelay())

@@ -18,7 +18,9 @@
 // that the service has recovered. A service that refuses requests it cannot
 // serve (429, 503, gRPC ResourceExhausted), that cannot be reached, or that
 // answers too late, sees its clients back off in proportion, before their
-// retries bury it. See Throttling.
+// retries bury it. The requests are the application's: retries and hedges
+// (AcquireRetry) are neither throttled nor counted, as they are bounded by
+// MaxRetries and a retry budget. See Throttling.
 //
 // # Circuit breakers
 //
@@ -32,6 +34,8 @@
 // endpoint breakers (WithEndpointBreakers) are kept per endpoint for a
 // balancer, which consults Guard.Allow or Endpoint.Allow and takes an
 // endpoint whose breaker is open out of rotation as an ejection would.
+// Package client does all of it for its HTTP client and gRPC balancer
+// (client.WithOverload, and "overload" in the balancer's service config).
 //
 // # Concurrency limits
 //
@@ -59,6 +63,11 @@
 // smartroute client.Client), UnaryClientInterceptor for gRPC, which refuses
 // with codes.Unavailable and a message that says throttled, breaker open
 // or concurrency limit, and why. Both take a fallback for refused requests.
+//
+// A balancer of its own also has Ticket.Release (for a ticket whose
+// request was never sent), Endpoint.AcquireLimit (send past an open
+// breaker, within the limit, as in panic mode), IsRetryContext, and
+// Acquire with a context that has already ended, which never waits.
 //
 // A Classifier decides what an Outcome means (Verdict): accepted or not for
 // throttling, an error or not for breakers. Requests the guard refused, and

@@ -142,14 +142,42 @@ func (e *Endpoint) Acquire(context.Context) (Ticket, error) {
 	return Ticket{s: s, start: now, probes: probes}, nil
 }
 
+// AcquireLimit admits a request under the endpoint's concurrency limit
+// alone, whatever its breakers say, or fails fast with a *RejectedError
+// (ErrConcurrencyLimit). It is for a balancer that sends to an endpoint
+// whose breaker is open on purpose, as Envoy's panic mode sends to every
+// endpoint when too few are healthy. Breakers that are not closed ignore
+// the request's outcome (it is no probe); closed ones count it as any.
+func (e *Endpoint) AcquireLimit(context.Context) (Ticket, error) {
+	if e == nil {
+		return Ticket{}, nil
+	}
+	s := e.s
+	if !s.limit.tryAcquire() {
+		return Ticket{}, s.reject(ReasonConcurrencyLimit, s.limitDetail(errLimit), 0)
+	}
+	return Ticket{s: s, start: s.g.tb.now()}, nil
+}
+
 // Allow reports whether Acquire would admit a request now, taking nothing.
 func (e *Endpoint) Allow() bool { return e == nil || e.s.wouldAllow(e.s.g.tb.now()) }
+
+// MaxRequests returns the bound on the endpoint's requests in flight (0:
+// none; WithEndpointMaxRequests).
+func (e *Endpoint) MaxRequests() int {
+	if e == nil {
+		return 0
+	}
+	return int(e.s.limit.max)
+}
 
 // EndpointStatus is an endpoint's state, for diagnosis.
 type EndpointStatus struct {
 	Addr     string
 	InFlight int64
-	Breakers []BreakerStatus
+	// MaxRequests is the bound on InFlight (0: none).
+	MaxRequests int
+	Breakers    []BreakerStatus
 }
 
 // Status returns the endpoint's current state.
@@ -157,7 +185,7 @@ func (e *Endpoint) Status() EndpointStatus {
 	if e == nil {
 		return EndpointStatus{}
 	}
-	return EndpointStatus{Addr: e.s.endpoint, InFlight: e.s.limit.inFlight(), Breakers: e.s.breakerStatus()}
+	return EndpointStatus{Addr: e.s.endpoint, InFlight: e.s.limit.inFlight(), MaxRequests: int(e.s.limit.max), Breakers: e.s.breakerStatus()}
 }
 
 // Endpoints returns the state of every endpoint the guard keeps, by

@@ -56,7 +56,10 @@ func ExampleGuard_Acquire() {
 		MaxRT:     800 * time.Millisecond,
 		Threshold: 0.5, // half the calls slow…
 		// …among at least 10 over the last 10 s: the defaults.
-	}))
+	}),
+		// A clock that stands still, so that the output below does not
+		// depend on how fast this example runs.
+		overload.WithClock(stillClock{}))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -144,3 +147,8 @@ func ExampleUnaryClientInterceptor() {
 	}
 	defer conn.Close()
 }
+
+// stillClock is a clock that never moves.
+type stillClock struct{}
+
+func (stillClock) Now() time.Time { return time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) }

@@ -102,12 +102,23 @@ func (g *Guard) Service() string {
 // fast with a *RejectedError when a service breaker is open, when
 // throttling rejects the request, or when the requests in flight are at
 // their limit (with WithLimits' MaxPending, it first waits for a slot
-// while ctx lasts, and then returns ctx's error). Otherwise the caller
-// must call the Ticket's Done exactly once when the request has ended.
+// while ctx lasts, and then returns ctx's error; a ctx that has already
+// ended never waits, so a caller that must not block, such as a gRPC
+// picker, passes one). Otherwise the caller must call the Ticket's Done
+// exactly once when the request has ended (or Release, if it was never
+// sent).
 func (g *Guard) Acquire(ctx context.Context) (Ticket, error) { return g.acquire(ctx, false) }
 
-// AcquireRetry is Acquire for a retry of a request already sent: it also
-// counts against the retries in flight (WithLimits' MaxRetries).
+// AcquireRetry is Acquire for a retry (or a hedge) of a request already
+// sent: it also counts against the retries in flight (WithLimits'
+// MaxRetries), and throttling neither rejects nor counts it. Throttling
+// weighs the requests of the application, as the SRE book's does (and
+// Envoy's admission control, which sees each request once, before its
+// retries): counted per attempt, a service refusing with 503 under
+// retrying clients would look refused several times per request, and its
+// clients would throttle harder and remember the overload longer. The
+// request's first attempt has been throttled already; its retries are
+// bounded by MaxRetries and the caller's retry budget.
 func (g *Guard) AcquireRetry(ctx context.Context) (Ticket, error) { return g.acquire(ctx, true) }
 
 func (g *Guard) acquire(ctx context.Context, retry bool) (Ticket, error) {
@@ -120,7 +131,7 @@ func (g *Guard) acquire(ctx context.Context, retry bool) (Ticket, error) {
 	if err != nil {
 		return Ticket{}, err
 	}
-	if g.throttle != nil {
+	if g.throttle != nil && !retry {
 		ok, p, requests, accepts := g.throttle.admit(now)
 		g.publish(p, requests, accepts)
 		if !ok {
@@ -192,23 +203,36 @@ type Ticket struct {
 // Done reports how the request ended. It releases the request's slot and
 // feeds throttling and the breakers.
 func (t Ticket) Done(o Outcome) {
-	s := t.s
-	if s == nil {
+	if t.s == nil {
 		return
 	}
+	t.done(o, t.s.g.cfg.classify(o))
+}
+
+// Release gives back the ticket of a request that was never sent (a
+// balancer found no endpoint for it, or an endpoint's own limit refused
+// it): Done with the Ignored verdict, whatever the Classifier says. It
+// frees the slot and a half-open probe, and counts nothing.
+func (t Ticket) Release() {
+	if t.s == nil {
+		return
+	}
+	t.done(Outcome{}, Ignored)
+}
+
+func (t Ticket) done(o Outcome, v Verdict) {
+	s := t.s
 	g := s.g
 	now := g.tb.now()
 	latency := o.Latency
 	if latency == 0 {
 		latency = time.Duration(now - t.start)
 	}
-	v := g.cfg.classify(o)
 	s.limit.release()
 	if s.endpoint == "" {
 		if t.retry {
 			g.retries.release()
-		}
-		if g.throttle != nil {
+		} else if g.throttle != nil {
 			g.throttle.record(now, v)
 		}
 	}
@@ -337,11 +361,14 @@ func (s *scope) changed(b *breaker, from, to State, value float64, now int64) {
 	default:
 		log.Info("overload: circuit breaker closed")
 	}
-	if g.cfg.listener != nil {
-		g.cfg.listener(StateChange{
+	if len(g.cfg.listeners) > 0 {
+		ev := StateChange{
 			Service: g.service, Endpoint: s.endpoint, Breaker: b.rule.Name,
 			From: from, To: to, Value: value, At: g.tb.at(now),
-		})
+		}
+		for _, f := range g.cfg.listeners {
+			f(ev)
+		}
 	}
 }
 

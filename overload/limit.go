@@ -123,12 +123,13 @@ func (l *limiter) tryAcquire() bool {
 
 // acquire takes a slot, waiting for one (while ctx lasts) when waiting is
 // allowed and the queue has room. It returns errLimit when no slot is free
-// and no wait is possible, or ctx's error.
+// and no wait is possible (a ctx that has already ended never waits), or
+// ctx's error.
 func (l *limiter) acquire(ctx context.Context) error {
 	if l.pending.Load() == 0 && l.tryAcquire() {
 		return nil
 	}
-	if l.maxPending == 0 {
+	if l.maxPending == 0 || ctx.Err() != nil {
 		return errLimit
 	}
 	l.mu.Lock()

@@ -18,7 +18,7 @@ type config struct {
 	endpointBreakers    []BreakerRule
 	endpointMaxRequests int
 	classify            Classifier
-	listener            func(StateChange)
+	listeners           []func(StateChange)
 	logger              *slog.Logger
 	registerer          prometheus.Registerer
 	perEndpointMetrics  bool
@@ -112,8 +112,16 @@ func WithClassifier(f Classifier) Option {
 // endpoint breakers alike. f runs synchronously, on the goroutine of the
 // request that caused the change, while the breaker holds its lock: it must
 // be quick and must not use the same breaker (hand the event to a channel
-// if there is more to do).
-func WithStateListener(f func(StateChange)) Option { return func(c *config) { c.listener = f } }
+// if there is more to do). Each WithStateListener adds a listener; they
+// are called in the order they were given (package client adds its own
+// after the caller's).
+func WithStateListener(f func(StateChange)) Option {
+	return func(c *config) {
+		if f != nil {
+			c.listeners = append(c.listeners, f)
+		}
+	}
+}
 
 // WithLogger sets the logger (default slog.Default()). Breakers log their
 // changes, throttling logs when it starts and stops rejecting; nothing is

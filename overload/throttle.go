@@ -17,8 +17,9 @@ import (
 // Requests rejected locally count as attempted, so the probability keeps
 // growing while the service keeps refusing; once it accepts again, accepts
 // grow and the probability falls. What counts as accepted is decided by
-// the guard's Classifier (Success and Failure verdicts). Zero fields take
-// their defaults.
+// the guard's Classifier (Success and Failure verdicts). Requests are the
+// application's: retries and hedges (AcquireRetry) are neither throttled
+// nor counted. Zero fields take their defaults.
 type Throttling struct {
 	// Window is how far back requests and accepts are counted (default
 	// DefaultThrottleWindow).

@@ -39,6 +39,10 @@ func RetryContext(ctx context.Context) context.Context {
 	return context.WithValue(ctx, retryKey{}, true)
 }
 
+// IsRetryContext reports whether ctx was marked by RetryContext: for a
+// balancer or wrapper of its own that admits retries with AcquireRetry.
+func IsRetryContext(ctx context.Context) bool { return isRetry(ctx) }
+
 func isRetry(ctx context.Context) bool {
 	v, _ := ctx.Value(retryKey{}).(bool)
 	return v

@@ -75,6 +75,8 @@ type checkSpec struct {
 	// handshake, when set, fills the TLS column: for the tls check it is
 	// the check itself, otherwise one extra handshake after the checks.
 	handshake *probe.TLSHandshake
+	// maxRT, when set, judges the checks by an endpoint breaker (--max-rt).
+	maxRT time.Duration
 }
 
 // spec validates the flags for target t.

@@ -102,7 +102,8 @@
 //	TLS_SUBJECT  the leaf's subject
 //	and last:
 //	NOTE       why the endpoint cannot be picked (draining, unhealthy: <error>,
-//	           ejected, labels...), the failures of an endpoint still healthy,
+//	           ejected, circuit breaker open (--max-rt), labels...), the failures
+//	           of an endpoint still healthy,
 //	           and a TLS error the check did not report, separated by "; "
 //
 // The TLS column is filled for --check https and tls, and for the other
@@ -287,6 +288,10 @@
 // Picking (endpoints, pick):
 //
 //	--policy name              least_latency|p2c|round_robin|weighted_round_robin|least_request|consistent_hash (least_latency)
+//	--max-rt dur               judge each endpoint's checks as a client's slow-call endpoint breaker
+//	                           with this max RT would (client.WithOverload): open when half of the
+//	                           --count checks were slower (failed checks count as not slow); an
+//	                           endpoint whose breaker is open is not picked (0: off)
 //	-n n                       pick only: number of picks (1000)
 //
 // Certificates (certs):
@@ -349,6 +354,7 @@
 //	  tls (omitted without TLS): verified, version, subject, not_after,
 //	    days_left, problem (as in the TLS column), error,
 //	  eligible (may take new requests), why (why not, or a panic-mode note),
+//	  breaker (with --max-rt: "closed" or "open"; omitted otherwise),
 //	  picked (bool),
 //	  source: kind ("etcd"|"dns-a"|"dns-aaaa"|"dns-srv"|"static");
 //	    etcd: key, id, version, revision, lease (hex), lease_ttl_s,

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/smartroute/smartroute/client"
 	"github.com/smartroute/smartroute/internal/cliutil"
+	"github.com/smartroute/smartroute/overload"
 )
 
 // probeFlags are the flags of the commands that resolve, probe and pick
@@ -17,6 +20,7 @@ type probeFlags struct {
 	check  checkFlags
 	count  intValue
 	policy string
+	maxRT  durationValue
 	format cliutil.Format
 }
 
@@ -26,6 +30,7 @@ func (p *probeFlags) register(fs *flag.FlagSet) {
 	p.count = defaultCount
 	fs.Var(&p.count, "count", "checks per endpoint")
 	fs.StringVar(&p.policy, "policy", string(client.DefaultPolicy), "picking policy: "+policyNames())
+	fs.Var(&p.maxRT, "max-rt", "judge each endpoint's checks by a client's slow-call endpoint breaker with this max RT (0: off)")
 	cliutil.RegisterFormat(fs, &p.format)
 }
 
@@ -74,6 +79,11 @@ func (p *probeFlags) validate(ctx context.Context, args []string) (*probeConfig,
 		sess.close()
 		return nil, err
 	}
+	if p.maxRT < 0 {
+		sess.close()
+		return nil, usagef("--max-rt %v: want a positive duration, or 0 for none", time.Duration(p.maxRT))
+	}
+	cs.maxRT = time.Duration(p.maxRT)
 	return &probeConfig{session: sess, check: cs, count: int(p.count), policy: policy}, nil
 }
 
@@ -141,4 +151,66 @@ func resolveFailure(a *app, err error) int {
 		return a.fail(exitFailure, "interrupted")
 	}
 	return a.failErr(exitEtcd, err)
+}
+
+// breakerOptions are the options of a picker judging endpoints by a
+// client's slow-call endpoint breaker with maxRT (none for 0): over the
+// count checks of each endpoint, it opens when half of them were slower
+// than maxRT (failed checks count as calls that were not slow).
+func breakerOptions(maxRT time.Duration, count int) []client.Option {
+	if maxRT <= 0 {
+		return nil
+	}
+	return []client.Option{client.WithOverload(overload.WithoutThrottling(),
+		overload.WithEndpointBreakers(overload.BreakerRule{Strategy: overload.SlowCallRatio, MaxRT: maxRT, MinRequests: count}))}
+}
+
+// errCheckFailed is what a failed check tells an endpoint breaker.
+var errCheckFailed = errors.New("check failed")
+
+// judgeBreakers feeds every endpoint's checks to the picker's endpoint
+// breakers, as the requests of a client, and waits until the picker's
+// table has taken the endpoints whose breaker opened out of rotation.
+func judgeBreakers(ctx context.Context, c *client.Client, ms map[string]*measurement) error {
+	g := c.Guard()
+	if g == nil {
+		return nil
+	}
+	for addr, m := range ms {
+		e := g.Endpoint(addr)
+		outcomes := make([]overload.Outcome, 0, m.checks)
+		for _, rtt := range m.rtts {
+			outcomes = append(outcomes, overload.Outcome{Latency: rtt})
+		}
+		for range m.checks - len(m.rtts) {
+			outcomes = append(outcomes, overload.Outcome{Latency: time.Nanosecond, Err: errCheckFailed})
+		}
+		for _, o := range outcomes {
+			tk, err := e.Acquire(ctx)
+			if err != nil {
+				break // opened already
+			}
+			tk.Done(o)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, pickerSettleTimeout)
+	defer cancel()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		settled := true
+		for _, e := range c.Endpoints() {
+			if e.Breaker == overload.Open && e.Eligible && !strings.Contains(e.Why, "panic mode") {
+				settled = false
+			}
+		}
+		if settled {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("client table: breakers not settled: %w", ctx.Err())
+		}
+	}
 }

@@ -331,3 +331,43 @@ func TestEndpointsGRPCHealthCheck(t *testing.T) {
 		t.Errorf("not serving: exit %d, endpoint %+v; want 2, unhealthy, not serving", res.code, e)
 	}
 }
+
+// --max-rt judges the checks by a client's slow-call endpoint breaker: the
+// slow backend's breaker opens, it is not picked, and the report says why.
+func TestEndpointsMaxRTOpensTheSlowEndpointsBreaker(t *testing.T) {
+	fast, slow, _ := fastSlowDown(t)
+	other := testbackend.MustHTTP(t, testbackend.WithName("other"))
+	target := "static:///" + strings.Join([]string{fast.Addr(), slow.Addr(), other.Addr()}, ",")
+	args := append([]string{target, "--json", "--policy", "round_robin", "--max-rt", (slowLatency / 2).String()}, probeArgs...)
+	res := lbprobe(t, append([]string{"endpoints"}, args...)...)
+	if res.code != exitOK {
+		t.Fatalf("exit code %d\n%s", res.code, res)
+	}
+	rep := decode[endpointsReport](t, res)
+	for _, e := range rep.Endpoints {
+		switch e.Addr {
+		case slow.Addr():
+			if e.Breaker != "open" || e.Eligible || !strings.Contains(e.Why, `circuit breaker "slow_call_ratio" open`) || e.Picked {
+				t.Errorf("slow endpoint: breaker %q eligible %v why %q picked %v; want its breaker open and it out", e.Breaker, e.Eligible, e.Why, e.Picked)
+			}
+		default:
+			if e.Breaker != "closed" || !e.Eligible {
+				t.Errorf("%s: breaker %q eligible %v (%s); want closed and eligible", e.Addr, e.Breaker, e.Eligible, e.Why)
+			}
+		}
+	}
+	res = lbprobe(t, append([]string{"pick", "-n", "60"}, args...)...)
+	prep := decode[pickReport](t, res)
+	for _, p := range prep.Picks {
+		if p.Addr == slow.Addr() && p.Picks != 0 {
+			t.Errorf("the slow endpoint, its breaker open, got %d of 60 round-robin picks", p.Picks)
+		}
+	}
+	// Without --max-rt there is no breaker.
+	res = lbprobe(t, append([]string{"endpoints", target, "--json"}, probeArgs...)...)
+	for _, e := range decode[endpointsReport](t, res).Endpoints {
+		if e.Breaker != "" {
+			t.Errorf("%s: breaker %q without --max-rt", e.Addr, e.Breaker)
+		}
+	}
+}

@@ -26,7 +26,7 @@ var errNoReplay = errors.New("not probed")
 // and it never sends a request.
 //
 // The caller closes the client.
-func newPicker(ctx context.Context, service string, eps []resolver.Endpoint, ms map[string]*measurement, policy client.Policy) (*client.Client, error) {
+func newPicker(ctx context.Context, service string, eps []resolver.Endpoint, ms map[string]*measurement, policy client.Policy, breaker ...client.Option) (*client.Client, error) {
 	st, err := resolver.NewStaticEndpoints(eps...)
 	if err != nil {
 		return nil, err
@@ -45,18 +45,22 @@ func newPicker(ctx context.Context, service string, eps []resolver.Endpoint, ms 
 		_, avg, _, _ := m.stats()
 		return avg, nil
 	})
-	c, err := client.NewFromResolver(service, st,
+	c, err := client.NewFromResolver(service, st, append([]client.Option{
 		client.WithPolicy(policy),
 		client.WithLogger(discard),
 		client.WithProbe(replay,
 			probe.WithRise(1), probe.WithFall(1),
 			// One replayed check is all there is to say.
 			probe.WithInterval(time.Hour), probe.WithJitter(0)),
-	)
+	}, breaker...)...)
 	if err != nil {
 		return nil, err
 	}
 	if err := settle(ctx, c, len(eps)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := judgeBreakers(ctx, c, ms); err != nil {
 		c.Close()
 		return nil, err
 	}

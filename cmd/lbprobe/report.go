@@ -51,6 +51,7 @@ type endpointReport struct {
 	TLS      *tlsReport        `json:"tls,omitempty"`
 	Eligible bool              `json:"eligible"`
 	Why      string            `json:"why,omitempty"`
+	Breaker  string            `json:"breaker,omitempty"`
 	Picked   bool              `json:"picked"`
 	Source   source            `json:"source"`
 }
@@ -120,7 +121,7 @@ func probeTarget(ctx context.Context, ts *targetSession, resolveTimeout time.Dur
 			rep.Healthy++
 		}
 	}
-	c, err := newPicker(ctx, ts.service(), eps, ms, policy)
+	c, err := newPicker(ctx, ts.service(), eps, ms, policy, breakerOptions(cs.maxRT, count)...)
 	if err != nil {
 		rep.PickError = err.Error()
 		return rep, nil, nil
@@ -133,6 +134,9 @@ func probeTarget(ctx context.Context, ts *targetSession, resolveTimeout time.Dur
 		e := &rep.Endpoints[i]
 		info := infos[e.Addr]
 		e.Eligible, e.Why = info.Eligible, info.Why
+		if len(info.Breakers) > 0 {
+			e.Breaker = info.Breaker.String()
+		}
 	}
 	return rep, c, nil
 }

@@ -73,8 +73,7 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 		}
 		return Choice{}, c.noEndpoint()
 	}
-	ch := c.table.choiceOf(s, ep, pr.explored, pr.now)
-	ch.Skipped = skipped
+	ch := c.table.choiceOf(s, ep, pr.explored, pr.now, skipped)
 	if why := c.serviceRefusal(); why != "" {
 		ch.Reason += "; but " + why
 	}
@@ -83,8 +82,8 @@ func (c *Client) Pick(req *http.Request) (Choice, error) {
 
 // choiceOf describes the pick of ep from s: the pool it came from, its
 // cost, and the reason in words. Pick and tracing (trace.go) use it.
-func (t *table) choiceOf(s *snapshot, ep *endpoint, explored bool, now int64) Choice {
-	ch := Choice{Addr: ep.addr, Policy: t.cfg.policy}
+func (t *table) choiceOf(s *snapshot, ep *endpoint, explored bool, now int64, skipped []SkippedEndpoint) Choice {
+	ch := Choice{Addr: ep.addr, Policy: t.cfg.policy, Skipped: skipped}
 	p := s.stable
 	for _, e := range s.canary.eps {
 		if e == ep {

@@ -230,7 +230,7 @@ func grpcService(method string) string {
 // current snapshot.
 func endpointAttrs(t *table, ep *endpoint) []attribute.KeyValue {
 	now := t.clock.Now()
-	ch := t.choiceOf(t.snapshot(), ep, ep.hot.exploring.Load(), now)
+	ch := t.choiceOf(t.snapshot(), ep, ep.hot.exploring.Load(), now, nil)
 	return []attribute.KeyValue{
 		TraceEndpoint.String(ep.addr),
 		TracePickReason.String(ch.Reason),

@@ -145,6 +145,13 @@ func (t *connTracker) sweep() {
 // The listener's connections stay tracked after Close of the Store, but
 // are no longer swept. Closing the listener closes inner.
 func (s *Store) NewListener(inner net.Listener, cfg *tls.Config) net.Listener {
+	return &trackedListener{Listener: inner, s: s, cfg: s.trackingConfig(cfg)}
+}
+
+// trackingConfig returns a server config that does what cfg does and
+// records each handshake on the trackedConn it runs on: the identity
+// presented and the verified peer.
+func (s *Store) trackingConfig(cfg *tls.Config) *tls.Config {
 	base := cfg.Clone()
 	tmpl := cfg.Clone()
 	user := base.GetConfigForClient
@@ -196,7 +203,7 @@ func (s *Store) NewListener(inner net.Listener, cfg *tls.Config) net.Listener {
 		}
 		return c, nil
 	}
-	return &trackedListener{Listener: inner, s: s, cfg: base}
+	return base
 }
 
 type trackedListener struct {

@@ -103,8 +103,9 @@
 //
 // Connections already open are not affected by a handshake check. To
 // close those of a revoked or no longer allowed peer, servers accept
-// through NewListener and clients dial through DialTLS (for
-// http.Transport.DialTLSContext): the Store tracks them and closes the
+// through NewListener (gRPC servers: ServerCredentials) and clients dial
+// through DialTLS (for http.Transport.DialTLSContext): the Store tracks
+// them and closes the
 // ones the new revocation list or client policy refuses, and (server
 // side) those that presented an identity it no longer serves, at once;
 // each is counted in smartroute_mtls_connections_closed_total{side,reason}.

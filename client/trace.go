@@ -59,6 +59,10 @@ const (
 	// TraceEndpointHealth is the endpoint's probe verdict at the pick:
 	// unknown, healthy or unhealthy.
 	TraceEndpointHealth = attribute.Key("smartroute.endpoint.health")
+	// TraceEndpointBreakerOpen is true when the endpoint's circuit breaker
+	// (WithOverload) was open at the pick: the endpoint was taken in
+	// panic mode, or the pick passed it over for another.
+	TraceEndpointBreakerOpen = attribute.Key("smartroute.endpoint.breaker_open")
 	// TraceEndpointEjected is true when outlier detection had ejected the
 	// endpoint at the pick (a panic-mode or last-resort pick).
 	TraceEndpointEjected = attribute.Key("smartroute.endpoint.ejected")
@@ -239,6 +243,7 @@ func endpointAttrs(t *table, ep *endpoint) []attribute.KeyValue {
 		TracePickCanary.Bool(ch.Canary),
 		TraceEndpointHealth.String(probe.Health(ep.health.Load()).String()),
 		TraceEndpointEjected.Bool(ep.ejected(now)),
+		TraceEndpointBreakerOpen.Bool(ep.breakerOpen(now)),
 		TraceEndpointFailures.Int(int(ep.consecutiveFailures.Load())),
 		TraceEndpointInFlight.Int64(ep.hot.load()),
 	}

@@ -88,6 +88,9 @@ func TestTraceHTTPRetryNamesEachAttemptOnTheCallersSpan(t *testing.T) {
 		if _, ok := e[client.TraceEndpointEjected]; !ok {
 			t.Errorf("attempt without ejection state: %v", e)
 		}
+		if _, ok := e[client.TraceEndpointBreakerOpen]; !ok {
+			t.Errorf("attempt without breaker state: %v", e)
+		}
 	}
 }
 

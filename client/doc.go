@@ -49,7 +49,9 @@
 //     outlier detection (WithOutlierDetection: 5 consecutive failures eject
 //     for 30 s, growing with every ejection, at most 10% of the table), get
 //     no requests, unless fewer than half are healthy: then every endpoint
-//     is tried (panic mode) rather than every request failed. A server
+//     is tried (panic mode) rather than every request failed. In panic
+//     mode a retry still goes first to a healthy endpoint the request has
+//     not tried: the failure it retries confirms the health signal. A server
 //     that refuses work to protect itself (429, 503, gRPC
 //     ResourceExhausted) is busy, not broken: its answer adds the short
 //     failure penalty, so the next requests go elsewhere for a moment, but

@@ -1,7 +1,5 @@
 package client
 
-import ()
-
 // maxAttempts bounds the attempts of one request (first try, retries and
 // hedges) that a pick must avoid repeating.
 const maxAttempts = 8
@@ -55,7 +53,14 @@ func (s *snapshot) pick(r *pickRequest) *endpoint {
 }
 
 func (s *snapshot) pickFrom(p *pool, r *pickRequest) *endpoint {
-	ep := s.pickIn(p, r)
+	var ep *endpoint
+	if r.ntried > 0 && p.healthy != nil {
+		// A retry in panic mode: a healthy endpoint not yet tried first.
+		ep = s.pickIn(p.healthy, r)
+	}
+	if ep == nil {
+		ep = s.pickIn(p, r)
+	}
 	if ep == nil && r.ntried > 0 && p.spill != nil {
 		// Every local endpoint was tried: another zone's, by the same
 		// policy, before a repeat.

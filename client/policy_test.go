@@ -381,6 +381,46 @@ func TestPanicModePicksAmongAllWhenMostAreUnhealthy(t *testing.T) {
 	}
 }
 
+// In panic mode a retry goes to a healthy endpoint it has not tried
+// before it bets on another one the health signal condemns: with four of
+// five endpoints failing, a request that failed on one of them reaches the
+// healthy one on its next attempt, whatever the policy. Only once that one
+// was tried too does a retry go to the others.
+func TestPanicModeRetriesGoToTheHealthyEndpointFirst(t *testing.T) {
+	for _, policy := range []Policy{LeastLatency, P2C, LeastRequest, RoundRobin, WeightedRoundRobin, ConsistentHash} {
+		t.Run(string(policy), func(t *testing.T) {
+			eps := addrs(5)
+			tb, clk := testTable(t, eps, WithoutProbe(), WithPolicy(policy))
+			for _, e := range eps[:4] {
+				tb.onProbe(probe.Event{Status: probe.Status{Addr: e.Addr, Health: probe.Unhealthy}})
+			}
+			if !tb.snapshot().stable.panic {
+				t.Fatal("snapshot not marked as panic")
+			}
+			healthy := tb.ep(eps[4].Addr)
+			for i, e := range eps[:4] {
+				failed := tb.ep(e.Addr)
+				retries := pickN(tb, clk, 50, func(r *pickRequest) {
+					r.hash, r.hasHash = uint64(i)*0x9E3779B97F4A7C15, true
+					r.addTried(failed)
+				})
+				if retries[healthy.addr] != 50 {
+					t.Fatalf("retries after a failure on %s went to %v, want all 50 on the healthy %s", failed.addr, retries, healthy.addr)
+				}
+			}
+			// The healthy one tried as well: the next attempt goes to one
+			// not tried yet, healthy or not.
+			retries := pickN(tb, clk, 50, func(r *pickRequest) {
+				r.addTried(tb.ep(eps[0].Addr))
+				r.addTried(healthy)
+			})
+			if retries[healthy.addr]+retries[eps[0].Addr]+retries[""] != 0 {
+				t.Fatalf("third attempts went to %v, want endpoints not tried yet", retries)
+			}
+		})
+	}
+}
+
 func TestOutlierDetectionEjectsAndReturnsAfterEjectionTime(t *testing.T) {
 	eps := addrs(10)
 	tb, clk := testTable(t, eps, WithoutProbe(), WithPolicy(RoundRobin),

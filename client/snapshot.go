@@ -41,6 +41,11 @@ type pool struct {
 	// panic is set when too few endpoints were healthy and eps holds all
 	// of them regardless of health.
 	panic bool
+	// healthy is, in panic mode, the endpoints that are healthy after all:
+	// where a retry goes first. A failed attempt is fresh evidence that
+	// the health signal was right, so the retry does not bet on another
+	// endpoint the signal condemns while one it trusts is untried.
+	healthy *pool
 
 	next atomic.Uint64 // round-robin position
 	wrr  []int32       // smooth weighted round-robin schedule of indexes into eps
@@ -109,14 +114,17 @@ func (s *snapshot) empty() bool {
 	return len(s.stable.eps) == 0 && len(s.canary.eps) == 0
 }
 
-// pools returns every pool of the snapshot: the subsets and their
-// spill-over pools.
+// pools returns every pool of the snapshot: the subsets, their spill-over
+// pools and, in panic mode, their healthy pools.
 func (s *snapshot) pools() []*pool {
-	out := make([]*pool, 0, 4)
+	out := make([]*pool, 0, 6)
 	for _, p := range []*pool{s.stable, s.canary} {
 		out = append(out, p)
 		if p.spill != nil {
 			out = append(out, p.spill)
+		}
+		if p.healthy != nil {
+			out = append(out, p.healthy)
 		}
 	}
 	return out
@@ -165,6 +173,9 @@ func buildPool(cfg *config, members []*endpoint, now int64) *pool {
 	p.panic = panicking
 	if len(spill) > 0 {
 		p.spill = newPool(cfg, spill, now)
+	}
+	if panicking && len(healthy) > 0 {
+		p.healthy = newPool(cfg, healthy, now)
 	}
 	return p
 }

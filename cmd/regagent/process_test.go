@@ -231,6 +231,10 @@ func TestProcess(t *testing.T) {
 		w.expect(t, longWait, "the successor to register", func(ev keyEvent) bool {
 			return present(ev) && ev.Lease != first.Lease
 		})
+		// The key is written before the agent hears back from etcd: wait
+		// for the agent itself to report the registration before stopping
+		// it, or a signal in between cancels a write etcd already applied.
+		next.waitRegistered(t)
 		ctx, cancel := context.WithTimeout(context.Background(), shortWait)
 		defer cancel()
 		if ttl, err := cli.TimeToLive(ctx, first.Lease); err != nil || ttl.TTL <= 0 {

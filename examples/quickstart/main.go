@@ -194,19 +194,30 @@ func demo(ctx context.Context, o options, stdout io.Writer) (failed uint64, err 
 	scr.say(`client.New("etcd:///%s"), policy %s: %d workers send %.0f req/s to https://%s/`,
 		serviceName, client.DefaultPolicy, o.workers, o.rate, serviceName)
 
-	// 5. Load, table and script until the duration ends (or Ctrl-C).
+	// 5. Load, table and script until the duration ends and the script
+	// has played out (or Ctrl-C). A slow machine stretches the script
+	// rather than cutting its last scenes, up to twice the duration.
 	ld := newLoad(&http.Client{Transport: c}, o.workers, o.rate)
-	playCtx, stopPlay := context.WithTimeout(ctx, o.duration)
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	playCtx, stopPlay := context.WithTimeout(ctx, 2*o.duration)
 	defer stopPlay()
 	start := time.Now()
 	var wg sync.WaitGroup
-	wg.Go(func() { ld.run(playCtx) })
+	wg.Go(func() { ld.run(loadCtx) })
 	var m meter
-	wg.Go(func() { refresh(playCtx, scr, &m, ld, fl, c, bar) })
+	wg.Go(func() { refresh(loadCtx, scr, &m, ld, fl, c, bar) })
 	sc := &script{scr: scr, fleet: fl, client: c, load: ld, pki: pk,
 		stores: []*mtls.Store{serverStore, clientStore}, clientTLS: clientTLS,
 		start: start, duration: o.duration, serverSerial: shortSerial(srvLeaf.leaf.Cert.SerialNumber.Text(16))}
-	wg.Go(func() { sc.play(playCtx) })
+	wg.Go(func() {
+		defer stopLoad()
+		sc.play(playCtx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(start.Add(o.duration))):
+		}
+	})
 	wg.Wait()
 	scr.freeze()
 

@@ -55,30 +55,45 @@ const (
 	atDeregister = 0.90
 )
 
-// play runs the script until its last event or until ctx ends.
+// play runs the script until its last event or until ctx ends. A step
+// starts at its moment or, when the one before overran, right after it;
+// when ctx's deadline cuts the script short, that is a failed step.
 func (s *script) play(ctx context.Context) {
 	defer s.wg.Wait()
+	// What a step left running (followKilled) ends with the script.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var joined *backend
 	steps := []struct {
-		at float64
-		do func(context.Context) error
+		name string
+		at   float64
+		do   func(context.Context) error
 	}{
-		{atKill, s.kill},
-		{atJoin, func(ctx context.Context) (err error) { joined, err = s.join(ctx); return err }},
-		{atSurge, s.surge},
-		{atRotate, s.rotate},
-		{atDrain, func(ctx context.Context) error { return s.drain(ctx, joined) }},
-		{atDeregister, func(ctx context.Context) error { return s.deregister(joined) }},
+		{"kill", atKill, s.kill},
+		{"join", atJoin, func(ctx context.Context) (err error) { joined, err = s.join(ctx); return err }},
+		{"surge", atSurge, s.surge},
+		{"rotate", atRotate, s.rotate},
+		{"drain", atDrain, func(ctx context.Context) error { return s.drain(ctx, joined) }},
+		{"deregister", atDeregister, func(ctx context.Context) error { return s.deregister(joined) }},
+	}
+	cut := func(step string) {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			s.mu.Lock()
+			s.errs = append(s.errs, fmt.Errorf("%s: the script ran out of time (twice -duration) before this step finished", step))
+			s.mu.Unlock()
+		}
 	}
 	for _, st := range steps {
 		at := s.start.Add(time.Duration(st.at * float64(s.duration)))
 		select {
 		case <-ctx.Done():
+			cut(st.name)
 			return
 		case <-time.After(time.Until(at)):
 		}
 		if err := st.do(ctx); err != nil {
 			if ctx.Err() != nil {
+				cut(st.name)
 				return
 			}
 			s.scr.say("error: %v", err)
@@ -182,7 +197,7 @@ const surgeWorkers = 3 * backendCapacity
 // its capacity for a while, and shows the client moving its traffic off it
 // while the backend reports the queue, and back when the surge ends.
 func (s *script) surge(ctx context.Context) error {
-	span := max(s.duration/20, 2*time.Second)
+	span := max(s.duration/20, 500*time.Millisecond)
 	b, before := s.busiest(ctx, span/2)
 	if b == nil {
 		return errors.New("surge: no backend answered")

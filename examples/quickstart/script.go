@@ -204,18 +204,36 @@ func (s *script) surge(ctx context.Context) error {
 	}
 	s.scr.say("surge: another service sends %s (%s, works on %d at once), the backend the client uses most, %d requests at a time for %v; the client had %.0f%% of its requests on it",
 		b.name, fmtDuration(b.latency), backendCapacity, surgeWorkers, span.Round(100*time.Millisecond), 100*before)
-	sctx, stop := context.WithTimeout(ctx, span)
-	flood := s.flood(sctx, b)
-	// Let the queue form and the reports reach the client before counting.
-	select {
-	case <-ctx.Done():
-	case <-time.After(span / 4):
+	fctx, stop := context.WithCancel(ctx)
+	flood := s.flood(fctx, b)
+	// The span counts from when the queue has formed and the client has
+	// heard of it: on a busy machine the flood's 24 mTLS handshakes alone
+	// can take longer than a short span.
+	queued := waitFor(ctx, 5*time.Second, func() bool {
+		e, _ := s.info(b)
+		return e.ReportedInFlight >= backendCapacity
+	})
+	t1 := time.Now()
+	var during float64
+	var e client.EndpointInfo
+	if queued == nil {
+		// Let the client's picks follow the reports before counting.
+		select {
+		case <-ctx.Done():
+		case <-time.After(span / 4):
+		}
+		during = s.shareOver(ctx, b, span/2)
+		e, _ = s.info(b)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(t1.Add(span))):
+		}
 	}
-	during := s.shareOver(ctx, b, span/2)
-	e, _ := s.info(b)
-	<-sctx.Done()
 	stop()
 	sent := flood()
+	if queued != nil {
+		return fmt.Errorf("surge: %s reported no queue to the client (%d surge requests served): %w", b.name, sent, queued)
+	}
 	s.scr.say("surge: %s reported %.0f requests in flight (capacity %.0f); the client's share of it fell to %.0f%% (%d surge requests served)",
 		b.name, e.ReportedInFlight, e.ReportedCapacity, 100*during, sent)
 	t0 := time.Now()

@@ -6,48 +6,8 @@ import (
 	"time"
 
 	"github.com/smartroute/smartroute/client"
-	"github.com/smartroute/smartroute/internal/certgen"
-	"github.com/smartroute/smartroute/internal/etcdtest"
 	"github.com/smartroute/smartroute/internal/testbackend"
-	"github.com/smartroute/smartroute/internal/testlog"
-	"github.com/smartroute/smartroute/mtls"
 )
-
-// mtlsStore publishes a CA, a server identity "api" and a client identity
-// "web" to a fresh etcd and returns a ready Store over them.
-func mtlsStore(t *testing.T) *mtls.Store {
-	t.Helper()
-	ctx := ctxFor(t, 30*time.Second)
-	cli := etcdtest.Start(t).Client(t)
-	kek, err := mtls.GenerateKEK("test-kek")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := mtls.NewKeyring(kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := certgen.NewCA(t, "test CA")
-	if _, err := mtls.PublishCA(ctx, cli, ca.PEM); err != nil {
-		t.Fatal(err)
-	}
-	srv, cl := ca.Server(t, []string{"api"}), ca.Client(t, "web")
-	if _, err := mtls.Publish(ctx, cli, ring, "api", srv.CertPEM, srv.KeyPEM); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mtls.Publish(ctx, cli, ring, "web", cl.CertPEM, cl.KeyPEM); err != nil {
-		t.Fatal(err)
-	}
-	store, err := mtls.NewStore(ctx, cli, mtls.WithKeyring(ring), mtls.WithLogger(testlog.New(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	if err := store.Ready(ctx, "api", "web"); err != nil {
-		t.Fatal(err)
-	}
-	return store
-}
 
 // The README's mTLS set-up passes a transport with its own TLS config,
 // which net/http keeps on HTTP/1.1 unless told otherwise: the client
@@ -55,7 +15,9 @@ func mtlsStore(t *testing.T) *mtls.Store {
 // and WithoutHTTP2 keeps it on HTTP/1.1.
 func TestHTTP2IsAttemptedWithTheMTLSStoresConfig(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Second)
-	store := mtlsStore(t)
+	f := newMTLSFixture(t)
+	f.publish(t)
+	store := f.store(t)
 	// A backend that offers HTTP/2, as "listen 443 ssl http2" does.
 	srvCfg := store.ServerConfig("api")
 	srvCfg.NextProtos = []string{"h2", "http/1.1"}

@@ -12,9 +12,7 @@ import (
 
 	"github.com/smartroute/smartroute/client"
 	"github.com/smartroute/smartroute/internal/certgen"
-	"github.com/smartroute/smartroute/internal/etcdtest"
 	"github.com/smartroute/smartroute/internal/testbackend"
-	"github.com/smartroute/smartroute/internal/testlog"
 	"github.com/smartroute/smartroute/mtls"
 )
 
@@ -86,40 +84,9 @@ func TestHTTPSKeepsTheServiceNameForHostAndVerification(t *testing.T) {
 // client over mTLS: no request fails; a bad certificate pushed under load
 // is refused and costs nothing either.
 func TestFaultCertificateRotationUnderLoad(t *testing.T) {
-	cluster := etcdtest.Start(t)
-	cli := cluster.Client(t)
-	ctx := ctxFor(t, 60*time.Second)
-	kek, err := mtls.GenerateKEK("test-kek")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := mtls.NewKeyring(kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := certgen.NewCA(t, "test CA")
-	if _, err := mtls.PublishCA(ctx, cli, ca.PEM); err != nil {
-		t.Fatal(err)
-	}
-	publish := func() {
-		t.Helper()
-		srv, cl := ca.Server(t, []string{"api"}), ca.Client(t, "web")
-		if _, err := mtls.Publish(ctx, cli, ring, "api", srv.CertPEM, srv.KeyPEM); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := mtls.Publish(ctx, cli, ring, "web", cl.CertPEM, cl.KeyPEM); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish()
-	store, err := mtls.NewStore(ctx, cli, mtls.WithKeyring(ring), mtls.WithLogger(testlog.New(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	if err := store.Ready(ctx, "api", "web"); err != nil {
-		t.Fatal(err)
-	}
+	f := newMTLSFixture(t)
+	f.publish(t)
+	store := f.store(t)
 
 	var bs []*testbackend.HTTP
 	for _, name := range []string{"b0", "b1", "b2"} {
@@ -142,7 +109,7 @@ func TestFaultCertificateRotationUnderLoad(t *testing.T) {
 				return
 			default:
 			}
-			name, _, _, err := getTLS(ctx, c)
+			name, _, _, err := getTLS(f.ctx, c)
 			tl.add(name, err)
 		}
 	}()
@@ -159,12 +126,12 @@ func TestFaultCertificateRotationUnderLoad(t *testing.T) {
 	}
 	waitRequests(20)
 	for range 3 {
-		publish()
+		f.publish(t)
 		waitRequests(20)
 	}
 	// A bad certificate: an expired leaf for "api".
-	expired := ca.Server(t, []string{"api"}, certgen.Expired())
-	if _, err := mtls.Publish(ctx, cli, ring, "api", expired.CertPEM, expired.KeyPEM); err == nil {
+	expired := f.ca.Server(t, []string{"api"}, certgen.Expired())
+	if _, err := mtls.Publish(f.ctx, f.cli, f.ring, "api", expired.CertPEM, expired.KeyPEM); err == nil {
 		t.Log("Publish accepted an expired certificate; the store must refuse it")
 	}
 	waitRequests(20)

@@ -18,6 +18,10 @@ type endpoint struct {
 	// pos is the endpoint's index in the table's address order, set under
 	// the table's lock when membership changes (and read only under it).
 	pos int
+	// poolIdx is the endpoint's index in the pool its first attempts are
+	// picked from (set when a snapshot is built), so that an answer can
+	// name it to that pool as a vacancy (see pool.vacancy).
+	poolIdx atomic.Int32
 
 	// attrs are the resolver's attributes (weight, zone, labels, draining),
 	// replaced as a whole when they change.

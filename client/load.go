@@ -52,4 +52,7 @@ func (t *table) recordLoad(ep *endpoint, r loadreport.Report, now int64) {
 	ep.mu.Lock()
 	ep.hot.report(r.RIF, capacity, now)
 	ep.mu.Unlock()
+	if capacity > 0 && r.RIF < capacity {
+		t.markVacant(ep, now)
+	}
 }

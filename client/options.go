@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -124,6 +125,8 @@ type config struct {
 
 	// rand is the picks' random source, one per client.
 	rand *randSource
+	// salt is a random number of this client's (see exploreJitter).
+	salt uint64
 }
 
 func defaultConfig() config {
@@ -144,6 +147,7 @@ func defaultConfig() config {
 		retry:          RetryPolicy{}.withDefaults(),
 		now:            func() int64 { return int64(time.Since(epoch)) },
 		rand:           newRandSource(),
+		salt:           rand.Uint64(),
 	}
 }
 

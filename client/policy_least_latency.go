@@ -45,6 +45,11 @@ const (
 	exploreBurst = 2
 	// maxFront bounds the leaders a refresh keeps (see pickLeastLatency).
 	maxFront = 64
+	// usualLoadMemory is how many load report max ages
+	// (WithLoadReportMaxAge) the usual load of an endpoint keeps weighing
+	// on its cost after its latest report is too old to tell its load now:
+	// it fades by e over that time.
+	usualLoadMemory = 10
 	// refreshPerEndpoint stretches the refresh period of large pools so
 	// that refreshing costs about 1 µs per endpoint per 10 ms at most.
 	refreshPerEndpoint = time.Microsecond
@@ -88,8 +93,8 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 	waiting := h.waiting.Load()
 	load = float64(max(h.inflight.Load(), waiting))
 	if at := h.rifAt.Load(); at != 0 {
-		if age := now - at; age < int64(cfg.maxReportAge) {
-			fresh := decay(float64(max(age, 0)) / float64(cfg.loadReportTau))
+		if age := max(now-at, 0); age < int64(cfg.maxReportAge) {
+			fresh := decay(float64(age) / float64(cfg.loadReportTau))
 			rif := loadFloat(&h.rif)
 			// For choosing among near-equals, an older report counts
 			// less: the load estimate moves from it towards the endpoint's
@@ -119,6 +124,21 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 				cost = fresh*known + (1-fresh)*usual
 				hot = fresh > 0.5 && rif >= c
 			}
+		} else if mean, c := h.loadStats(); c > 0 {
+			// Past the max age a report says nothing of the load now,
+			// but the endpoint's usual load still says how likely a
+			// request is to queue there; that knowledge fades slowly
+			// (usualLoadMemory), not at once: clients that all forgot at
+			// the same moment that the fast endpoints are usually full
+			// would all return to them together.
+			w := decay(float64(age-int64(cfg.maxReportAge)) / float64(usualLoadMemory*cfg.maxReportAge))
+			floor := loadFloat(&h.floor)
+			if floor == 0 {
+				floor = loadFloat(&h.est)
+			}
+			usual := floor * (1 + mean/c) * (1 + mean/c)
+			cost = w*usual + (1-w)*cost
+			load = max(load, w*mean)
 		}
 	}
 	if pen := loadFloat(&h.penalty); pen != 0 {
@@ -190,9 +210,11 @@ const candidateTries = 4
 // pickLeastLatency is least_latency: an endpoint due for exploration if
 // there is one; else the better of two candidates, a leader (one of the
 // endpoints within the tie band of the lowest expected latency at the last
-// refresh, at random) and a challenger drawn towards the fastest. The
-// draw's weights, the leaders and the exploration list are computed off
-// the request path; a pick reads two endpoints' hot blocks.
+// refresh, at random) and a challenger drawn towards the fastest; and the
+// endpoint whose latest answer showed room (a vacancy, see vacancy.go)
+// keeps the request unless that one is better by more than the tie band.
+// The draw's weights, the leaders and the exploration list are computed
+// off the request path; a pick reads two or three endpoints' hot blocks.
 func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 	if r.ntried == 0 && !r.dry {
 		if b := p.explore.Load(); b != nil {
@@ -233,6 +255,13 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 				w, hot = p.betterHot(w, x, u&(1<<(49+k)) == 0, cfg, r.now)
 			}
 		}
+		if r.ntried == 0 && !r.dry {
+			// The endpoint whose answer just showed room, if any: the
+			// freshest load this client knows.
+			if v := p.takeVacancy(r.now); v >= 0 && v < n && v != w && p.keeps(v, w, cfg, r.now) {
+				w = v
+			}
+		}
 		if !p.claim(w, r) {
 			if w == lead || w == c {
 				w = lead + c - w // the other one
@@ -243,6 +272,17 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 		return p.eps[w]
 	}
 	return p.eps[lead]
+}
+
+// keeps reports whether vacancy v keeps the request rather than yield it
+// to w: unless w is better by more than the tie band. Among near-equals,
+// the endpoint known to have room wins; trading it for one whose load is
+// known only from older reports or not at all is how independent clients
+// herd.
+func (p *pool) keeps(v, w int, cfg *config, now int64) bool {
+	cv, _, _ := p.expectedHot(v, cfg, now)
+	cw, _, _ := p.expectedHot(w, cfg, now)
+	return cv <= cw*(1+cfg.tieBand)
 }
 
 // claim lets a request go to endpoint i: an endpoint no request has
@@ -398,19 +438,28 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 	}
 	// Exploration: unmeasured endpoints first, then the stalest for
 	// their slowness.
+	// Both scans start at a random place, and each interval is stretched
+	// by a random factor of this client's own: independent clients that
+	// started together, and see the same endpoints alike, must not
+	// explore the same endpoint at the same moment (8 clients exploring
+	// one backend of capacity 2 queue it four deep).
 	var due []int32
-	for i, h := range p.hot {
+	start := cfg.rand.n(n)
+	for k := range n {
 		if len(due) == exploreMax {
 			break
 		}
-		if !h.measured() && h.waiting.Load() == 0 && !h.exploring.Load() {
+		i := (start + k) % n
+		if h := p.hot[i]; !h.measured() && h.waiting.Load() == 0 && !h.exploring.Load() {
 			due = append(due, int32(i))
 		}
 	}
-	for i, h := range p.hot {
+	for k := range n {
 		if len(due) == exploreMax {
 			break
 		}
+		i := (start + k) % n
+		h := p.hot[i]
 		if !h.measured() || h.waiting.Load() > 0 || h.exploring.Load() || hot[i] || h.busy(now, cfg.maxReportAge) {
 			continue
 		}
@@ -418,8 +467,10 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 			due = append(due, int32(i))
 			continue
 		}
+		at := h.estAt.Load()
 		ratio := costs[i] / best
-		if interval := min(float64(exploreBase)*ratio, float64(cfg.decay)); *budget >= 1 && float64(now-h.estAt.Load()) > interval {
+		interval := min(float64(exploreBase)*ratio, float64(cfg.decay)) * exploreJitter(p.salt, i, at)
+		if *budget >= 1 && float64(now-at) > interval {
 			due = append(due, int32(i))
 			*budget--
 		}
@@ -437,6 +488,18 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 	} else if p.explore.Load() != nil {
 		p.explore.Store(nil)
 	}
+}
+
+// exploreJitter returns a factor in [0.5, 1.5) that stretches endpoint i's
+// exploration interval: fixed for one pool of one client between two
+// samples of the endpoint (at is when the latest came), different from one
+// client to the next and from one round of exploration to the next.
+func exploreJitter(salt uint64, i int, at int64) float64 {
+	x := salt ^ uint64(i)*0x9E3779B97F4A7C15 ^ uint64(at)*0xbf58476d1ce4e5b9
+	x ^= x >> 31
+	x *= 0x94d049bb133111eb
+	x ^= x >> 29
+	return 0.5 + float64(x>>11)/(1<<53)
 }
 
 // exploreBatch is the endpoints (indexes into a pool) that one refresh

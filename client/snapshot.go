@@ -60,6 +60,19 @@ type pool struct {
 	// the request path (table.refresh).
 	sampler atomic.Pointer[sampler]
 	explore atomic.Pointer[exploreBatch]
+	// vacancy is the latest answer whose server reported room for more
+	// (requests in flight below its capacity): the endpoint and when,
+	// packed by packVacancy; 0 when none, or once a pick took it. The
+	// freshest load a client knows is the one its last answer carried, so
+	// least_latency's next pick weighs that endpoint as a third candidate
+	// (Prequal reuses its probes' answers the same way): a client that
+	// found room keeps it, rather than trading it for an endpoint whose
+	// load it knows only from older reports, which is how independent
+	// clients herd.
+	vacancy atomic.Uint64
+	// salt makes this client's exploration times its own (exploreJitter):
+	// the client's, so that rebuilds do not move them.
+	salt uint64
 }
 
 // eligibility of one endpoint for a pool.
@@ -170,6 +183,9 @@ func buildPool(cfg *config, members []*endpoint, now int64) *pool {
 	}
 	local, spill := zoneView(cfg, eps, candidates, healthy)
 	p := newPool(cfg, local, now)
+	for i, ep := range p.eps {
+		ep.poolIdx.Store(int32(i))
+	}
 	p.panic = panicking
 	if len(spill) > 0 {
 		p.spill = newPool(cfg, spill, now)
@@ -189,6 +205,7 @@ func newPool(cfg *config, eps []*endpoint, now int64) *pool {
 	// Start each new pool at a random place, so that frequent rebuilds do
 	// not favour the first endpoints.
 	p.next.Store(cfg.rand.uint64())
+	p.salt = cfg.salt
 	switch cfg.policy {
 	case WeightedRoundRobin:
 		p.wrr = smoothWRRSchedule(eps, cfg, now)

@@ -365,6 +365,9 @@ func (t *table) observe(ep *endpoint, o outcome, sample time.Duration, now int64
 			h.succeed(now, t.cfg.penaltyTau)
 			ep.mu.Unlock()
 		}
+		if _, c := h.loadStats(); c == 0 && sample > 0 && float64(sample) <= unqueuedSlack*loadFloat(&h.floor) {
+			t.markVacant(ep, now)
+		}
 		if ep.consecutiveFailures.Load() != 0 {
 			ep.consecutiveFailures.Store(0)
 		}

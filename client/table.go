@@ -37,6 +37,9 @@ type table struct {
 	mu        sync.Mutex
 	endpoints map[string]*endpoint
 	sorted    []*endpoint
+	// updates counts the resolver states applied: the stamp that marks
+	// the endpoints the latest one listed (endpoint.listed).
+	updates uint64
 	// ring is the consistent-hash ring over sorted, rebuilt when
 	// membership or weights change (consistent_hash only).
 	ring    []ringEntry
@@ -157,22 +160,25 @@ func (t *table) update(st resolver.State) {
 // applyLocked merges a resolver set into the table. It returns the new
 // address list when membership changed, nil otherwise.
 func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
-	seen := make(map[string]bool, len(eps))
+	t.updates++
+	stamp := t.updates
+	slab := newEndpointSlab(len(eps) - len(t.endpoints))
 	changed, membership, reweighted := false, false, false
 	for _, e := range eps {
-		if seen[e.Addr] {
+		ep, ok := t.endpoints[e.Addr]
+		if ok && ep.listed == stamp {
 			continue // a resolver should not repeat an address; keep the first
 		}
-		seen[e.Addr] = true
-		ep, ok := t.endpoints[e.Addr]
 		if !ok {
-			ep = newEndpoint(e, now)
+			ep = slab.newEndpoint(e, now)
+			ep.listed = stamp
 			ep.hot.seed(t.cfg.defaultRTT)
 			t.addEndpointLocked(ep)
 			t.endpoints[e.Addr] = ep
 			changed, membership = true, true
 			continue
 		}
+		ep.listed = stamp
 		if old := ep.attrs.Load(); !old.Equal(e) || old.Origin != e.Origin {
 			if old.Weight != e.Weight {
 				reweighted = true // the ring's points follow weights
@@ -183,7 +189,7 @@ func (t *table) applyLocked(eps []resolver.Endpoint, now int64) []string {
 		}
 	}
 	for addr, ep := range t.endpoints {
-		if !seen[addr] {
+		if ep.listed != stamp {
 			delete(t.endpoints, addr)
 			ep.removed.Store(true)
 			// t.ejected counts ejectedUntil != 0, expired or not.

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/endpointsharding"
@@ -105,4 +106,45 @@ type readyPicker struct{}
 
 func (readyPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 	return balancer.PickResult{}, nil
+}
+
+// A full update of many endpoints allocates them together (endpointSlab):
+// each still has a hot block of its own on its own cache lines, a repeated
+// address keeps its first attributes, and the next update removes what it
+// no longer lists.
+func TestLargeUpdateKeepsEndpointsApart(t *testing.T) {
+	eps := addrs(3 * slabMin)
+	repeat := eps[7]
+	repeat.Zone = "second"
+	tb, _ := testTable(t, append(eps, repeat), WithoutProbe())
+	all := tb.snapshot().all
+	if len(all) != len(eps) {
+		t.Fatalf("%d endpoints, want %d (one address was listed twice)", len(all), len(eps))
+	}
+	seen := make(map[*hotState]bool)
+	for _, ep := range all {
+		if seen[ep.hot] {
+			t.Fatalf("%s shares its hot block", ep.addr)
+		}
+		seen[ep.hot] = true
+		if a := uintptr(unsafe.Pointer(ep.hot)); a%128 != 0 {
+			t.Errorf("%s: hot block at %#x, not on a 128-byte boundary", ep.addr, a)
+		}
+		if ep.addr == repeat.Addr && ep.attrs.Load().Zone != "" {
+			t.Errorf("%s took the attributes of its repeat", ep.addr)
+		}
+	}
+	tb.update(resolver.State{Endpoints: eps[:slabMin]})
+	if n := len(tb.snapshot().all); n != slabMin {
+		t.Fatalf("after an update listing %d endpoints, %d remain", slabMin, n)
+	}
+	kept := make(map[string]bool)
+	for _, e := range eps[:slabMin] {
+		kept[e.Addr] = true
+	}
+	for _, ep := range all {
+		if ep.removed.Load() == kept[ep.addr] {
+			t.Fatalf("%s: removed is %v, want %v", ep.addr, ep.removed.Load(), !kept[ep.addr])
+		}
+	}
 }

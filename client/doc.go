@@ -29,7 +29,9 @@
 // before its first slow answer. A pick compares two candidates: a leader
 // near the best and a challenger drawn towards the fastest (the power of two
 // choices over a latency-weighted draw); within a 20% tie band the one with
-// fewer requests in flight wins, which keeps many clients from herding. New
+// fewer requests in flight wins, and the endpoint whose latest answer
+// showed room keeps the client's next request unless another is clearly
+// better, which keeps many clients from herding. New
 // endpoints, and endpoints not measured for a while, are explored one
 // request at a time, without waiting for probes. A caller's deadline that
 // runs out on an endpoint counts against it; a gRPC stream's length never

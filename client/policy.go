@@ -18,7 +18,9 @@ const (
 	// the last refresh) and a challenger drawn towards the fastest, by
 	// expected latency (latency estimate, failure penalty, reported load,
 	// age of the oldest unanswered request); within the tie band, fewer
-	// requests in flight wins. New and long-unmeasured endpoints are
+	// requests in flight wins. The endpoint whose latest answer showed
+	// room keeps the client's next request unless another is better by
+	// more than the tie band. New and long-unmeasured endpoints are
 	// explored one request at a time. The cost of a pick does not grow
 	// with the table. The default.
 	LeastLatency Policy = "least_latency"

@@ -216,14 +216,18 @@ func (h *hotState) loadStats() (mean, capacity float64) {
 	return float64(math.Float32frombits(uint32(v >> 32))), float64(math.Float32frombits(uint32(v)))
 }
 
-// busy reports whether the endpoint's recent reports (younger than
-// maxAge at now) say it is usually at least half full: an exploratory
-// request is likely to queue there.
+// busy reports whether the endpoint's reports say it is usually at least
+// half full: an exploratory request is likely to queue there. Past maxAge
+// the usual load fades as it does in the cost.
 func (h *hotState) busy(now int64, maxAge time.Duration) bool {
-	if at := h.rifAt.Load(); at == 0 || now-at >= int64(maxAge) {
+	at := h.rifAt.Load()
+	if at == 0 {
 		return false
 	}
 	mean, c := h.loadStats()
+	if age := now - at; age >= int64(maxAge) {
+		mean *= decay(float64(age-int64(maxAge)) / float64(usualLoadMemory*maxAge))
+	}
 	return c > 0 && mean >= c/2
 }
 

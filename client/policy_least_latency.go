@@ -120,7 +120,7 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 					floor = loadFloat(&h.est) // not measured yet: the seed
 				}
 				known := floor * (1 + math.Floor(rif/c))
-				usual := floor * (1 + mean/c) * (1 + mean/c)
+				usual := usualCost(floor, mean, c)
 				cost = fresh*known + (1-fresh)*usual
 				hot = fresh > 0.5 && rif >= c
 			}
@@ -136,7 +136,7 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 			if floor == 0 {
 				floor = loadFloat(&h.est)
 			}
-			usual := floor * (1 + mean/c) * (1 + mean/c)
+			usual := usualCost(floor, mean, c)
 			cost = w*usual + (1-w)*cost
 			load = max(load, w*mean)
 		}
@@ -272,6 +272,14 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 		return p.eps[w]
 	}
 	return p.eps[lead]
+}
+
+// usualCost is the expected latency of a request to an endpoint of
+// latency floor whose usual load is mean of capacity c: the chance that
+// the request finds it full, and waits, grows with its usual load over
+// its capacity, and the risk is counted twice.
+func usualCost(floor, mean, c float64) float64 {
+	return floor * (1 + mean/c) * (1 + mean/c)
 }
 
 // keeps reports whether vacancy v keeps the request rather than yield it

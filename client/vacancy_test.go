@@ -106,8 +106,14 @@ func TestUsualLoadOutlivesTheReportsMaxAge(t *testing.T) {
 	if got := cheaper(); got != slow {
 		t.Errorf("two max ages after the reports, the fast endpoint (usually full) is cheaper: it was forgotten at once")
 	}
+	if !fast.hot.busy(clk.now(), DefaultLoadReportMaxAge) {
+		t.Errorf("two max ages after the reports, the usually full endpoint may be explored: exploration would queue there")
+	}
 	clk.advance(40 * usualLoadMemory * DefaultLoadReportMaxAge)
 	if got := cheaper(); got != fast {
 		t.Errorf("long after the last report, the fast endpoint is still dearer: its usual load never fades")
+	}
+	if fast.hot.busy(clk.now(), DefaultLoadReportMaxAge) {
+		t.Errorf("long after the last report, the endpoint is still too busy to explore")
 	}
 }

@@ -294,28 +294,47 @@ func TestTimedOutAttemptRaisesTheEstimate(t *testing.T) {
 // An endpoint not measured for long gets one exploratory request, not a
 // burst, and not before its slowness says it is worth it.
 func TestIdleEndpointIsExploredAgain(t *testing.T) {
+	// 30ms against 5ms: explored after 100ms × 6 = 600ms, stretched by
+	// the client's own factor of 0.5–1.5 (exploreJitter).
+	if explored := idleExploredAfter(t); explored < 250*time.Millisecond || explored > 2*time.Second {
+		t.Fatalf("the slow endpoint was explored %v after its last sample, want after 300–900ms", explored)
+	}
+}
+
+// Independent clients that see the same endpoints alike explore them at
+// different moments: together, they would queue an endpoint at once.
+func TestClientsExploreAtDifferentMoments(t *testing.T) {
+	seen := make(map[time.Duration]bool)
+	for range 8 {
+		seen[idleExploredAfter(t)] = true
+	}
+	if len(seen) < 3 {
+		t.Fatalf("8 clients explored the idle endpoint at %d different moments, want them spread", len(seen))
+	}
+}
+
+// idleExploredAfter returns how long after its last sample a new client's
+// slow, idle endpoint got an exploratory request, picks every 10 ms.
+func idleExploredAfter(t *testing.T) time.Duration {
+	t.Helper()
 	tb, clk := testTable(t, addrs(2), WithoutProbe(), WithTieBand(0))
 	fast, slow := tb.ep(addrs(2)[0].Addr), tb.ep(addrs(2)[1].Addr)
 	tb.observe(slow, outcomeSuccess, 30*time.Millisecond, clk.now())
 	start := clk.now()
-	explored := time.Duration(0)
-	for range 100 { // 5 s
-		clk.advance(50 * time.Millisecond)
+	for range 500 { // 5 s
+		clk.advance(10 * time.Millisecond)
 		tb.observe(fast, outcomeSuccess, 5*time.Millisecond, clk.now())
 		tb.refreshNow(clk.now())
-		counts := pickN(tb, clk, 20, nil)
+		counts := pickN(tb, clk, 4, nil)
 		if c := counts[slow.addr]; c > 0 {
 			if c > 1 {
 				t.Fatalf("exploration sent %d requests at once to the slow endpoint", c)
 			}
-			explored = time.Duration(clk.now() - start)
-			break
+			return time.Duration(clk.now() - start)
 		}
 	}
-	// 30ms against 5ms: explored after 100ms × 6 = 600ms.
-	if explored < 500*time.Millisecond || explored > 2*time.Second {
-		t.Fatalf("the slow endpoint was explored %v after its last sample, want after about 600ms", explored)
-	}
+	t.Fatal("the slow endpoint was never explored within 5 s")
+	return 0
 }
 
 func TestNewEndpointStartsFromProbeRTTNotZero(t *testing.T) {

@@ -1,0 +1,110 @@
+package client
+
+import (
+	"context"
+	"testing"
+
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/endpointsharding"
+	"google.golang.org/grpc/connectivity"
+	_ "google.golang.org/grpc/interop/grpc_testing" // registers TestService's descriptors: a streaming method
+	grpcresolver "google.golang.org/grpc/resolver"
+)
+
+// grpcTestPicker returns a picker over n endpoints whose children are all
+// READY, on a fake clock.
+func grpcTestPicker(t *testing.T, n int) (*grpcPicker, *table, *fakeClock) {
+	t.Helper()
+	tb, clk := testTable(t, addrs(n), WithoutProbe(), func(c *config) { c.requireConnected = true })
+	children := make([]endpointsharding.ChildState, n)
+	for i, ep := range tb.snapshot().all {
+		children[i] = endpointsharding.ChildState{
+			Endpoint: grpcresolver.Endpoint{Addresses: []grpcresolver.Address{{Addr: ep.addr}}},
+			State:    balancer.State{ConnectivityState: connectivity.Ready, Picker: readyPicker{}},
+		}
+	}
+	if !tb.setChildren(children) {
+		t.Fatal("no child READY")
+	}
+	return &grpcPicker{t: tb}, tb, clk
+}
+
+// Pick and Done allocate nothing, timed or not, unary or streaming, when
+// the RPC's context carries no span or one that does not record.
+func TestGRPCPickDoesNotAllocate(t *testing.T) {
+	p, tb, clk := grpcTestPicker(t, 3)
+	notRecording := trace.ContextWithSpanContext(context.Background(), trace.SpanContext{})
+	for _, c := range []struct {
+		name   string
+		method string
+		ctx    context.Context
+	}{
+		{"unary", "/grpc.testing.TestService/EmptyCall", context.Background()},
+		{"unary/span not recording", "/grpc.testing.TestService/EmptyCall", notRecording},
+		{"stream", "/grpc.testing.TestService/FullDuplexCall", context.Background()},
+	} {
+		info := balancer.PickInfo{FullMethodName: c.method, Ctx: c.ctx}
+		var picks int
+		allocs := testing.AllocsPerRun(1000, func() {
+			if picks++; picks%4 == 0 {
+				clk.advance(2 * coarseTick) // the next pick is timed
+			}
+			res, err := p.Pick(info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocs per Pick and Done, want 0", c.name, allocs)
+		}
+		var requests uint64
+		for _, ep := range tb.snapshot().all {
+			if w := ep.hot.waiting.Load(); w != 0 {
+				t.Errorf("%s: %s has %d RPCs waiting after every Done", c.name, ep.addr, w)
+			}
+			requests += ep.requests.Load()
+		}
+		if requests == 0 && c.name != "stream" {
+			t.Errorf("%s: Done recorded no request", c.name)
+		}
+	}
+}
+
+// The picker's Done runs the child's Done after its own, and a pick that
+// gRPC did not use (Done without bytes or error) records no request.
+func TestGRPCPickChainsTheChildsDone(t *testing.T) {
+	p, tb, _ := grpcTestPicker(t, 1)
+	ep := tb.snapshot().all[0]
+	var order []string
+	ep.child.Store(&grpcChild{state: connectivity.Ready, picker: pickerFunc(func(balancer.PickInfo) (balancer.PickResult, error) {
+		return balancer.PickResult{Done: func(balancer.DoneInfo) {
+			order = append(order, "child")
+			if ep.hot.waiting.Load() != 0 {
+				order = append(order, "before the table's")
+			}
+		}}, nil
+	})})
+	info := balancer.PickInfo{FullMethodName: "/grpc.testing.TestService/EmptyCall", Ctx: context.Background()}
+	res, err := p.Pick(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Done(balancer.DoneInfo{})
+	if len(order) != 1 || ep.requests.Load() != 0 {
+		t.Errorf("unused pick: child Done %v, %d requests recorded; want [child], 0", order, ep.requests.Load())
+	}
+	res, err = p.Pick(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
+	if len(order) != 2 || ep.requests.Load() != 1 {
+		t.Errorf("child Done %v, %d requests recorded; want [child child], 1", order, ep.requests.Load())
+	}
+}
+
+type pickerFunc func(balancer.PickInfo) (balancer.PickResult, error)
+
+func (f pickerFunc) Pick(info balancer.PickInfo) (balancer.PickResult, error) { return f(info) }

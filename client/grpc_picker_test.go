@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"go.opentelemetry.io/otel/trace"
@@ -108,3 +109,41 @@ func TestGRPCPickChainsTheChildsDone(t *testing.T) {
 type pickerFunc func(balancer.PickInfo) (balancer.PickResult, error)
 
 func (f pickerFunc) Pick(info balancer.PickInfo) (balancer.PickResult, error) { return f(info) }
+
+// The streaming verdicts stay right however the methods alternate, for
+// methods seen for the first time, and past the bound on the names kept.
+func TestStreamingVerdicts(t *testing.T) {
+	tb, _ := testTable(t, addrs(1), WithoutProbe())
+	want := map[string]bool{
+		"/grpc.testing.TestService/EmptyCall":           false,
+		"/grpc.testing.TestService/UnaryCall":           false,
+		"/grpc.testing.TestService/FullDuplexCall":      true,
+		"/grpc.testing.TestService/StreamingOutputCall": true,
+		"/grpc.testing.TestService/StreamingInputCall":  true,
+		"/grpc.testing.TestService/HalfDuplexCall":      true,
+		"/grpc.testing.TestService/NoSuchCall":          false,
+		"/no.such.Service/FullDuplexCall":               false,
+		"/a/b":                                          false,
+		"":                                              false,
+	}
+	for range 3 {
+		for m, stream := range want {
+			if got := tb.streaming(m); got != stream {
+				t.Errorf("streaming(%q) = %v, want %v", m, got, stream)
+			}
+		}
+	}
+	for i := range maxKnownMethods + 100 {
+		if tb.streaming(fmt.Sprintf("/proxied.Service%d/FullDuplexCall", i)) {
+			t.Fatalf("an unregistered service's method streams")
+		}
+	}
+	if n := tb.methods.nknown.Load(); n > maxKnownMethods {
+		t.Errorf("%d method names kept, want at most %d", n, maxKnownMethods)
+	}
+	for m, stream := range want {
+		if got := tb.streaming(m); got != stream {
+			t.Errorf("after many names, streaming(%q) = %v, want %v", m, got, stream)
+		}
+	}
+}

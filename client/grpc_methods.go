@@ -40,7 +40,15 @@ type methodKind struct {
 // descriptors, a generic proxy) counts as unary.
 func (t *table) streaming(method string) bool {
 	m := &t.methods
-	slot := &m.slots[methodSlot(method)]
+	// The slot is chosen by the name's last eight bytes, which tell a
+	// service's methods apart ("/pkg.Svc/EmptyCall", "/pkg.Svc/UnaryCall"),
+	// or by its length when shorter: one load and one multiplication,
+	// written out here because a function would not be inlined.
+	x := uint64(len(method))
+	if len(method) >= 8 {
+		x = last8(method)
+	}
+	slot := &m.slots[x*0x9E3779B97F4A7C15>>(64-methodSlotBits)]
 	if k := slot.Load(); k != nil && k.name == method {
 		return k.stream
 	}
@@ -61,18 +69,12 @@ func (t *table) streaming(method string) bool {
 	return k.stream
 }
 
-// methodSlot spreads method names over methodKinds.slots by their last
-// eight bytes, which tell a service's methods apart ("/pkg.Svc/EmptyCall",
-// "/pkg.Svc/UnaryCall"), or by their length when shorter: one load and one
-// multiplication.
-func methodSlot(method string) int {
-	x := uint64(len(method))
-	if n := len(method); n >= 8 {
-		b := method[n-8:]
-		x = uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-	}
-	return int(x * 0x9E3779B97F4A7C15 >> (64 - methodSlotBits))
+// last8 returns the last eight bytes of s, which has at least eight, as a
+// little-endian number (one load).
+func last8(s string) uint64 {
+	b := s[len(s)-8:]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // lookupStreaming finds the method in protobuf's registry.

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/grpc/status"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/smartroute/smartroute/overload"
 	"github.com/smartroute/smartroute/probe"
 	"github.com/smartroute/smartroute/resolver"
@@ -478,33 +480,53 @@ func (p *grpcPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		adm.releaseIf()
 		return res, err
 	}
-	res = t.tracePick(info.Ctx, ep, pr.explored, info.FullMethodName, res) // trace.go
-	d := ep.grpcDone(t)
-	if stream {
-		// A stream's length is the caller's business: it is neither a
-		// latency sample nor a request waiting on the endpoint.
-		return d.chain(res, d.stream)
+	if span := trace.SpanFromContext(info.Ctx); span.IsRecording() {
+		t.tracePick(span, ep, pr.explored, info.FullMethodName, &res) // trace.go
 	}
-	h := ep.hot
-	if h.waiting.Add(1) == 1 {
-		h.progressAt.Store(pr.now)
+	d := ep.dones.Load() // its callbacks
+	if d == nil {
+		d = ep.newGRPCDones(t)
 	}
-	if pr.now-h.timedAt.Load() >= int64(coarseTick) && h.timedStart.CompareAndSwap(0, -1) {
-		// Timed precisely, one RPC at a time and at most one per tick:
-		// reading the precise clock costs more than a pick, and an
-		// estimate gains nothing from more than a thousand samples a
-		// second.
-		h.timedAt.Store(pr.now)
-		h.timedStart.Store(t.cfg.now())
-		if adm != nil {
-			return adm.chain(d.chain(res, d.timed))
+	// A stream's length is the caller's business: it is neither a latency
+	// sample nor a request waiting on the endpoint.
+	done := d.stream
+	if !stream {
+		done = d.untimed
+		h := ep.hot
+		if h.waiting.Add(1) == 1 && h.progressAt.Load() != pr.now {
+			h.progressAt.Store(pr.now)
 		}
-		return d.chain(res, d.timed)
+		if pr.now-h.timedAt.Load() >= int64(coarseTick) && h.timedStart.CompareAndSwap(0, -1) {
+			// Timed precisely, one RPC at a time and at most one per
+			// tick: reading the precise clock costs more than a pick,
+			// and an estimate gains nothing from more than a thousand
+			// samples a second.
+			h.timedAt.Store(pr.now)
+			h.timedStart.Store(t.cfg.now())
+			done = d.timed
+		}
 	}
-	if adm != nil {
-		return adm.chain(d.chain(res, d.untimed))
+	chainDone(&res, done)
+	adm.chain(&res)
+	return res, nil
+}
+
+// chainDone makes done res's Done, calling the Done res had (if any) after
+// it; only then does a pick allocate.
+func chainDone(res *balancer.PickResult, done func(balancer.DoneInfo)) {
+	if next := res.Done; next != nil {
+		res.Done = doneThen(done, next)
+		return
 	}
-	return d.chain(res, d.untimed)
+	res.Done = done
+}
+
+// doneThen returns a Done calling first, then next.
+func doneThen(first, next func(balancer.DoneInfo)) func(balancer.DoneInfo) {
+	return func(di balancer.DoneInfo) {
+		first(di)
+		next(di)
+	}
 }
 
 // grpcDones are an endpoint's Done callbacks, made once so that a pick
@@ -515,46 +537,38 @@ type grpcDones struct {
 	untimed, timed, stream func(balancer.DoneInfo)
 }
 
-// grpcDone returns ep's callbacks, making them on first use.
-func (ep *endpoint) grpcDone(t *table) *grpcDones {
-	if d := ep.dones.Load(); d != nil {
-		return d
-	}
+// newGRPCDones makes ep's callbacks on its first pick (unless another pick
+// just did) and returns them; later picks load them from ep.dones.
+func (ep *endpoint) newGRPCDones(t *table) *grpcDones {
 	d := &grpcDones{t: t, ep: ep}
-	d.untimed = func(di balancer.DoneInfo) { d.done(di, false) }
-	d.timed = func(di balancer.DoneInfo) { d.done(di, true) }
-	d.stream = d.doneStream
+	d.untimed, d.timed, d.stream = d.doneUntimed, d.doneTimed, d.doneStream
 	if !ep.dones.CompareAndSwap(nil, d) {
 		return ep.dones.Load()
 	}
 	return d
 }
 
-// chain returns res with done as its Done, calling the child's Done (if
-// any) after it; only then does a pick allocate.
-func (d *grpcDones) chain(res balancer.PickResult, done func(balancer.DoneInfo)) (balancer.PickResult, error) {
-	if next := res.Done; next != nil {
-		res.Done = func(di balancer.DoneInfo) {
-			done(di)
-			next(di)
-		}
-		return res, nil
-	}
-	res.Done = done
-	return res, nil
+// doneUntimed records a unary RPC whose latency was not timed; gRPC calls
+// it once per pick.
+func (d *grpcDones) doneUntimed(di balancer.DoneInfo) {
+	now := d.t.clock.Now()
+	d.ep.hot.answered(now)
+	d.record(&di, 0, now)
 }
 
-// done records a unary RPC's outcome, latency when timed, and the server's
-// load report; gRPC calls it once per pick.
-func (d *grpcDones) done(di balancer.DoneInfo, timed bool) {
+// doneTimed records a unary RPC timed precisely, with its latency.
+func (d *grpcDones) doneTimed(di balancer.DoneInfo) {
 	t, h := d.t, d.ep.hot
 	now := t.clock.Now()
-	var sample time.Duration
-	if timed {
-		sample = time.Duration(t.cfg.now() - h.timedStart.Load())
-		h.timedStart.Store(0)
-	}
+	sample := time.Duration(t.cfg.now() - h.timedStart.Load())
+	h.timedStart.Store(0)
 	h.answered(now)
+	d.record(&di, sample, now)
+}
+
+// record records a unary RPC's outcome, its latency sample (0: none) and
+// the server's load report, once its answer counted as answered.
+func (d *grpcDones) record(di *balancer.DoneInfo, sample time.Duration, now int64) {
 	// gRPC also calls Done, without an error, for a pick it did not use
 	// (the transport was not ready and it picks again): that says
 	// nothing of the endpoint and is no latency sample.
@@ -562,9 +576,13 @@ func (d *grpcDones) done(di balancer.DoneInfo, timed bool) {
 		return
 	}
 	if di.ServerLoad != nil {
-		t.orcaReport(d.ep, di.ServerLoad, now)
+		d.t.orcaReport(d.ep, di.ServerLoad, now)
 	}
-	t.observe(d.ep, grpcOutcome(di), sample, now)
+	o := outcomeSuccess
+	if di.Err != nil {
+		o = grpcOutcome(*di)
+	}
+	d.t.observe(d.ep, o, sample, now)
 }
 
 // doneStream records how a stream ended: failures count against the

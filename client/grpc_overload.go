@@ -65,12 +65,12 @@ func (a *admission) releaseIf() {
 	}
 }
 
-// chain hands the RPC's end to the admission's tickets, after the table's
-// own Done. A pick gRPC did not use (Done without an error and without
-// bytes) gives them back.
-func (a *admission) chain(res balancer.PickResult, err error) (balancer.PickResult, error) {
-	if a == nil || err != nil {
-		return res, err
+// chain hands the RPC's end to the admission's tickets, after res's Done
+// (the table's own). A pick gRPC did not use (Done without an error and
+// without bytes) gives them back. A nil admission leaves res as it is.
+func (a *admission) chain(res *balancer.PickResult) {
+	if a == nil {
+		return
 	}
 	next := res.Done
 	res.Done = func(di balancer.DoneInfo) {
@@ -83,7 +83,6 @@ func (a *admission) chain(res balancer.PickResult, err error) (balancer.PickResu
 		}
 		a.done(overload.Outcome{Err: di.Err})
 	}
-	return res, nil
 }
 
 // OverloadFallbackInterceptor answers the unary calls that the smartroute

@@ -187,14 +187,11 @@ func (a *attemptTrace) end(outcome string) {
 	a.rt.span.SetAttributes(TraceOutcome.String(outcome))
 }
 
-// tracePick records a gRPC pick of ep on the RPC's span, when it records,
-// and wraps the pick's Done to add the event with the RPC's outcome. It
-// returns res unchanged (no allocation) when the span does not record.
-func (t *table) tracePick(ctx context.Context, ep *endpoint, explored bool, method string, res balancer.PickResult) balancer.PickResult {
-	span := trace.SpanFromContext(ctx)
-	if !span.IsRecording() {
-		return res
-	}
+// tracePick records a gRPC pick of ep on the RPC's span, which records,
+// and wraps res's Done to add the event with the RPC's outcome. The picker
+// calls it only for a span that records: one that does not costs the
+// span's lookup, and the pick allocates nothing.
+func (t *table) tracePick(span trace.Span, ep *endpoint, explored bool, method string, res *balancer.PickResult) {
 	attrs := append(endpointAttrs(t, ep),
 		TraceService.String(grpcService(method)), TracePolicy.String(string(t.cfg.policy)), TracePickExplored.Bool(explored))
 	span.SetAttributes(attrs...)
@@ -217,7 +214,6 @@ func (t *table) tracePick(ctx context.Context, ep *endpoint, explored bool, meth
 		span.AddEvent(TraceEventPick, trace.WithAttributes(append(attrs,
 			TraceOutcome.String(outcome), TraceLatency.Float64(time.Since(start).Seconds()))...))
 	}
-	return res
 }
 
 // grpcService is the service of a full method name: "/pkg.Svc/Method"

@@ -270,7 +270,11 @@ func (h *hotState) start(now int64) {
 // answered records that a waiting request got its answer (or failed) at
 // now.
 func (h *hotState) answered(now int64) {
-	h.progressAt.Store(now)
+	if h.progressAt.Load() != now {
+		// Many answers share a coarse tick: a store each would take the
+		// line from the cores that read it on every pick.
+		h.progressAt.Store(now)
+	}
 	h.waiting.Add(-1)
 	if h.exploring.Load() {
 		h.exploring.Store(false)

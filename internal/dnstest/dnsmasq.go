@@ -157,14 +157,16 @@ func (d *Dnsmasq) Addr() string { return d.addr }
 // (SIGHUP), waiting until it answers with the new ones.
 func (d *Dnsmasq) SetHosts(t testing.TB, hosts map[string][]string) {
 	t.Helper()
+	// dnsmasq logs the re-read; wait for it rather than for time. The
+	// reads are counted before the signal: a busy machine's dnsmasq could
+	// re-read before a count taken after it, and the wait then never ended.
+	reads := strings.Count(d.out.String(), "read "+d.hosts)
 	if err := writeHosts(d.hosts, hosts); err != nil {
 		t.Fatalf("dnstest: dnsmasq hosts: %v", err)
 	}
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatalf("dnstest: dnsmasq SIGHUP: %v", err)
 	}
-	// dnsmasq logs the re-read; wait for it rather than for time.
-	reads := strings.Count(d.out.String(), "read "+d.hosts)
 	deadline := time.Now().Add(5 * time.Second)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

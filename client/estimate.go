@@ -198,11 +198,21 @@ func (h *hotState) succeed(now int64, tau float64) {
 
 // report records a server's load report received at now. Callers
 // serialize it per endpoint (endpoint.mu).
-func (h *hotState) report(rif, capacity float64, now int64) {
+//
+// The usual load follows the reports with a weight that grows with the
+// time since the previous one: about the last ten reports of a busy
+// client, but a report after a pause of tau counts for 63%, so that a
+// backend that was briefly overloaded is not remembered as busy for as
+// many reports as it took to forget it.
+func (h *hotState) report(rif, capacity float64, now int64, tau time.Duration) {
 	mean := rif
-	if h.rifAt.Load() != 0 {
+	if at := h.rifAt.Load(); at != 0 {
 		m, _ := h.loadStats()
-		mean = m + rifMeanGain*(rif-m)
+		g := rifMeanGain
+		if tau > 0 && now > at {
+			g = max(g, 1-math.Exp(-float64(now-at)/float64(tau)))
+		}
+		mean = m + g*(rif-m)
 	}
 	storeFloat(&h.rif, rif)
 	h.rifStats.Store(uint64(math.Float32bits(float32(mean)))<<32 | uint64(math.Float32bits(float32(capacity))))

@@ -50,7 +50,7 @@ func (t *table) recordLoad(ep *endpoint, r loadreport.Report, now int64) {
 		capacity = r.Capacity
 	}
 	ep.mu.Lock()
-	ep.hot.report(r.RIF, capacity, now)
+	ep.hot.report(r.RIF, capacity, now, t.cfg.maxReportAge)
 	ep.mu.Unlock()
 	if capacity > 0 && r.RIF < capacity {
 		t.markVacant(ep, now)

@@ -34,7 +34,7 @@ func benchTable(b *testing.B, policy Policy, n int) *table {
 		case 3:
 			tb.observe(ep, outcomeFailure, 0, now)
 		case 7:
-			ep.hot.report(float64(i%5), 4, now)
+			ep.hot.report(float64(i%5), 4, now, tb.cfg.maxReportAge)
 		}
 	}
 	tb.refreshNow(tb.clock.Now())

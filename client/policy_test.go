@@ -224,7 +224,7 @@ func TestLeastLatencyPrefersLowestCostAndSpreadsAmongEquals(t *testing.T) {
 	// queue: 7 in flight against a capacity of 1 makes each fast endpoint
 	// cost 5ms×8 = 40ms, more than the idle slow one's 25ms.
 	for _, e := range addrs(4)[:3] {
-		tb.ep(e.Addr).hot.report(7, 1, clk.now())
+		tb.ep(e.Addr).hot.report(7, 1, clk.now(), tb.cfg.maxReportAge)
 	}
 	tb.refreshNow(clk.now())
 	counts = pickN(tb, clk, 100, nil)

@@ -117,3 +117,47 @@ func TestUsualLoadOutlivesTheReportsMaxAge(t *testing.T) {
 		t.Errorf("long after the last report, the endpoint is still too busy to explore")
 	}
 }
+
+// A backend that was briefly overloaded gets its traffic back once its
+// reports (here a probe's, every 500 ms) show room again: a report after a
+// pause weighs more in its usual load than one of a steady stream, so the
+// overload is not remembered for as many reports as it lasted.
+func TestBriefOverloadIsForgottenWithinAFewProbes(t *testing.T) {
+	tb, clk := testTable(t, addrs(2), WithoutProbe())
+	surged, other := tb.snapshot().all[0], tb.snapshot().all[1]
+	report := func(ep *endpoint, rif float64) {
+		r := loadreport.Report{RIF: rif, Capacity: 8, Has: loadreport.FieldRIF | loadreport.FieldCapacity}
+		tb.recordLoad(ep, r, clk.now())
+	}
+	for range 100 {
+		tb.observe(surged, outcomeSuccess, 6*time.Millisecond, clk.now())
+		tb.observe(other, outcomeSuccess, 10*time.Millisecond, clk.now())
+		report(surged, 1)
+		report(other, 1)
+		clk.advance(5 * time.Millisecond)
+	}
+	for range 200 { // the surge: 1 s of reports of 24 requests in flight
+		report(surged, 24)
+		clk.advance(5 * time.Millisecond)
+	}
+	cheaper := func() bool {
+		now := clk.now()
+		tb.refreshNow(now)
+		return expectedOf(tb.cfg, surged, now) < expectedOf(tb.cfg, other, now)
+	}
+	if cheaper() {
+		t.Fatal("during the surge the surged backend is still the cheaper")
+	}
+	for probe := 1; probe <= 4; probe++ {
+		clk.advance(250 * time.Millisecond)
+		report(surged, 0)
+		// Judged between probes, once the report is no longer fresh:
+		// by the usual load alone.
+		clk.advance(250 * time.Millisecond)
+		if cheaper() {
+			t.Logf("the surged backend is the cheaper again after %d probe reports", probe)
+			return
+		}
+	}
+	t.Fatal("4 probe reports of an idle backend (2 s) did not bring it back: the surge is remembered report by report")
+}

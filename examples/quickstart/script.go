@@ -204,6 +204,7 @@ func (s *script) surge(ctx context.Context) error {
 	}
 	s.scr.say("surge: another service sends %s (%s, works on %d at once), the backend the client uses most, %d requests at a time for %v; the client had %.0f%% of its requests on it",
 		b.name, fmtDuration(b.latency), backendCapacity, surgeWorkers, span.Round(100*time.Millisecond), 100*before)
+	e0, _ := s.info(b)
 	fctx, stop := context.WithCancel(ctx)
 	flood := s.flood(fctx, b)
 	// The span counts from when the queue has formed and the client has
@@ -236,13 +237,31 @@ func (s *script) surge(ctx context.Context) error {
 	}
 	s.scr.say("surge: %s reported %.0f requests in flight (capacity %.0f); the client's share of it fell to %.0f%% (%d surge requests served)",
 		b.name, e.ReportedInFlight, e.ReportedCapacity, 100*during, sent)
+	// Back: the client sends it half its old share again, or, when a
+	// faster backend has taken the traffic meanwhile (the new one, on a
+	// machine slow to adopt it before the surge), the client expects of
+	// it what it did before the surge.
 	t0 := time.Now()
-	if err := waitFor(ctx, 10*time.Second, func() bool { return s.shareOver(ctx, b, 250*time.Millisecond) >= before/2 }); err != nil {
+	var shareBack bool
+	if err := waitFor(ctx, 10*time.Second, func() bool {
+		if shareBack = s.shareOver(ctx, b, 250*time.Millisecond) >= before/2; shareBack {
+			return true
+		}
+		e, ok := s.info(b)
+		return ok && e.Expected <= e0.Expected*3/2
+	}); err != nil {
 		return fmt.Errorf("surge: traffic did not come back to %s: %w", b.name, err)
 	}
 	took := time.Since(t0).Round(10 * time.Millisecond)
-	s.scr.say("surge over: %s has its traffic back within %v", b.name, took)
-	s.found("surge: %s flooded past its capacity: the client's share of it went %.0f%% -> %.0f%% -> back within %v",
+	if shareBack {
+		s.scr.say("surge over: %s has its traffic back within %v", b.name, took)
+		s.found("surge: %s flooded past its capacity: the client's share of it went %.0f%% -> %.0f%% -> back within %v",
+			b.name, 100*before, 100*during, took)
+		return nil
+	}
+	s.scr.say("surge over: within %v the client expects %s to answer in %s again, as before the surge; a faster backend keeps the traffic",
+		took, b.name, fmtDuration(e0.Expected))
+	s.found("surge: %s flooded past its capacity: the client's share of it went %.0f%% -> %.0f%%; back in rotation within %v, a faster backend keeping the traffic",
 		b.name, 100*before, 100*during, took)
 	return nil
 }

@@ -228,9 +228,3 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
-
-// quantile returns the q-quantile of lat (which it sorts).
-func quantile(lat []time.Duration, q float64) time.Duration {
-	slices.Sort(lat)
-	return lat[int(q*float64(len(lat)-1))]
-}

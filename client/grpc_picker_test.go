@@ -166,19 +166,7 @@ func BenchmarkGRPCPick(b *testing.B) {
 
 func benchGRPCPick(b *testing.B, policy Policy) {
 	tb, _ := testTable(b, addrs(3), WithoutProbe(), WithPolicy(policy), func(c *config) { c.requireConnected = true })
-	epoch := time.Now()
-	tb.cfg.now = func() int64 { return int64(time.Since(epoch)) }
-	tb.clock = newCoarseClock(tb.cfg.now, tb.refresh)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tb.clock.run(ctx)
-	}()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runRealClock(b, tb)
 	var children []endpointsharding.ChildState
 	now := tb.cfg.now()
 	for i, ep := range tb.snapshot().all {

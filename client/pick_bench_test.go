@@ -14,6 +14,24 @@ import (
 // the age of unanswered requests).
 func benchTable(b *testing.B, policy Policy, n int) *table {
 	tb, _ := testTable(b, addrs(n), WithoutProbe(), WithPolicy(policy), WithHashKey(HashByHeader("X")))
+	runRealClock(b, tb)
+	now := tb.cfg.now()
+	for i, ep := range tb.snapshot().all {
+		tb.observe(ep, outcomeSuccess, time.Duration(1+i%17)*time.Millisecond, now)
+		switch i % 10 {
+		case 3:
+			tb.observe(ep, outcomeFailure, 0, now)
+		case 7:
+			ep.hot.report(float64(i%5), 4, now, tb.cfg.maxReportAge)
+		}
+	}
+	tb.refreshNow(tb.clock.Now())
+	return tb
+}
+
+// runRealClock puts tb on the real clock and runs its coarse clock (and
+// so its refresh) until the benchmark ends.
+func runRealClock(b *testing.B, tb *table) {
 	epoch := time.Now()
 	tb.cfg.now = func() int64 { return int64(time.Since(epoch)) }
 	tb.clock = newCoarseClock(tb.cfg.now, tb.refresh)
@@ -27,18 +45,6 @@ func benchTable(b *testing.B, policy Policy, n int) *table {
 		cancel()
 		<-done
 	})
-	now := tb.cfg.now()
-	for i, ep := range tb.snapshot().all {
-		tb.observe(ep, outcomeSuccess, time.Duration(1+i%17)*time.Millisecond, now)
-		switch i % 10 {
-		case 3:
-			tb.observe(ep, outcomeFailure, 0, now)
-		case 7:
-			ep.hot.report(float64(i%5), 4, now, tb.cfg.maxReportAge)
-		}
-	}
-	tb.refreshNow(tb.clock.Now())
-	return tb
 }
 
 // BenchmarkPick measures one pick per policy and table size, serially and

@@ -176,27 +176,28 @@ func expectedOf(cfg *config, ep *endpoint, now int64) float64 {
 // of Prequal's rule), else either: spreading among near-equals is what
 // keeps many clients from herding onto one endpoint.
 func (p *pool) better(a, b int, coin bool, cfg *config, now int64) int {
-	w, _ := p.betterHot(a, b, coin, cfg, now)
+	w, _, _ := p.betterHot(a, b, coin, cfg, now)
 	return w
 }
 
-// betterHot is better, and whether the one it returns is hot.
-func (p *pool) betterHot(a, b int, coin bool, cfg *config, now int64) (int, bool) {
+// betterHot is better, with the expected latency of the one it returns
+// and whether that one is hot.
+func (p *pool) betterHot(a, b int, coin bool, cfg *config, now int64) (int, float64, bool) {
 	ea, la, ha := p.expectedHot(a, cfg, now)
 	eb, lb, hb := p.expectedHot(b, cfg, now)
 	switch {
 	case ea > eb*(1+cfg.tieBand):
-		return b, hb
+		return b, eb, hb
 	case eb > ea*(1+cfg.tieBand):
-		return a, ha
+		return a, ea, ha
 	case la < lb:
-		return a, ha
+		return a, ea, ha
 	case lb < la:
-		return b, hb
+		return b, eb, hb
 	case coin:
-		return a, ha
+		return a, ea, ha
 	}
-	return b, hb
+	return b, eb, hb
 }
 
 // hotDraws bounds the uniform draws a pick makes for a candidate with room
@@ -246,19 +247,19 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 			u = cfg.rand.uint64()
 			continue
 		}
-		w, hot := p.betterHot(lead, c, u&(1<<48) == 0, cfg, r.now)
+		w, cw, hot := p.betterHot(lead, c, u&(1<<48) == 0, cfg, r.now)
 		for k := 0; hot && k < hotDraws && n > 2; k++ {
 			// Both are full, by their servers' reports: other candidates,
 			// drawn uniformly, may well have room (Prequal's cold
 			// replicas come from random probes for this reason).
 			if x := cfg.rand.n(n); x != lead && x != c && x != w && (r.ntried == 0 || !r.excluded(p.eps[x])) {
-				w, hot = p.betterHot(w, x, u&(1<<(49+k)) == 0, cfg, r.now)
+				w, cw, hot = p.betterHot(w, x, u&(1<<(49+k)) == 0, cfg, r.now)
 			}
 		}
 		if r.ntried == 0 && !r.dry {
 			// The endpoint whose answer just showed room, if any: the
 			// freshest load this client knows.
-			if v := p.takeVacancy(r.now); v >= 0 && v < n && v != w && p.keeps(v, w, cfg, r.now) {
+			if v := p.takeVacancy(r.now); v >= 0 && v < n && v != w && p.keeps(v, cw, cfg, r.now) {
 				w = v
 			}
 		}
@@ -283,13 +284,13 @@ func usualCost(floor, mean, c float64) float64 {
 }
 
 // keeps reports whether vacancy v keeps the request rather than yield it
-// to w: unless w is better by more than the tie band. Among near-equals,
-// the endpoint known to have room wins; trading it for one whose load is
+// to the winner of the draw, whose expected latency is cw: unless the
+// winner is better by more than the tie band. Among near-equals, the
+// endpoint known to have room wins; trading it for one whose load is
 // known only from older reports or not at all is how independent clients
 // herd.
-func (p *pool) keeps(v, w int, cfg *config, now int64) bool {
+func (p *pool) keeps(v int, cw float64, cfg *config, now int64) bool {
 	cv, _, _ := p.expectedHot(v, cfg, now)
-	cw, _, _ := p.expectedHot(w, cfg, now)
 	return cv <= cw*(1+cfg.tieBand)
 }
 
@@ -477,7 +478,7 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 		}
 		at := h.estAt.Load()
 		ratio := costs[i] / best
-		interval := min(float64(exploreBase)*ratio, float64(cfg.decay)) * exploreJitter(p.salt, i, at)
+		interval := min(float64(exploreBase)*ratio, float64(cfg.decay)) * exploreJitter(cfg.salt, i, at)
 		if *budget >= 1 && float64(now-at) > interval {
 			due = append(due, int32(i))
 			*budget--

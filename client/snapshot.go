@@ -70,9 +70,6 @@ type pool struct {
 	// load it knows only from older reports, which is how independent
 	// clients herd.
 	vacancy atomic.Uint64
-	// salt makes this client's exploration times its own (exploreJitter):
-	// the client's, so that rebuilds do not move them.
-	salt uint64
 }
 
 // eligibility of one endpoint for a pool.
@@ -205,7 +202,6 @@ func newPool(cfg *config, eps []*endpoint, now int64) *pool {
 	// Start each new pool at a random place, so that frequent rebuilds do
 	// not favour the first endpoints.
 	p.next.Store(cfg.rand.uint64())
-	p.salt = cfg.salt
 	switch cfg.policy {
 	case WeightedRoundRobin:
 		p.wrr = smoothWRRSchedule(eps, cfg, now)

@@ -43,26 +43,11 @@ func (e *grpcEnv) dialWith(lbConfig string, opts ...grpc.DialOption) testpb.Test
 
 // hammerRPCs calls from workers goroutines until stop is closed.
 func hammerRPCs(ctx context.Context, c testpb.TestServiceClient, workers int, stop <-chan struct{}, each func(error)) (wait func()) {
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				case <-ctx.Done():
-					return
-				default:
-				}
-				_, err := call(ctx, c)
-				each(err)
-				if status.Code(err) == codes.Unavailable {
-					time.Sleep(time.Millisecond) // refused at once: do not spin
-				}
-			}
-		})
-	}
-	return wg.Wait
+	return untilStopped(ctx, workers, stop, func() (refused bool) {
+		_, err := call(ctx, c)
+		each(err)
+		return status.Code(err) == codes.Unavailable
+	})
 }
 
 func requestsOf(bs []*testbackend.GRPC) int64 {

@@ -52,6 +52,16 @@ func (tr *transitions) list() []string {
 // hammer sends GETs from workers goroutines until stop is closed; the
 // returned wait waits for them.
 func hammer(ctx context.Context, c *client.Client, workers int, stop <-chan struct{}) (wait func()) {
+	return untilStopped(ctx, workers, stop, func() (refused bool) {
+		_, err := get(ctx, c, "http")
+		return err != nil && rejectedErr(err)
+	})
+}
+
+// untilStopped calls one from workers goroutines until stop is closed or
+// ctx ends, pausing a millisecond after a call refused at once, so as not
+// to spin; the returned wait waits for them.
+func untilStopped(ctx context.Context, workers int, stop <-chan struct{}, one func() (refused bool)) (wait func()) {
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -63,8 +73,8 @@ func hammer(ctx context.Context, c *client.Client, workers int, stop <-chan stru
 					return
 				default:
 				}
-				if _, err := get(ctx, c, "http"); err != nil && rejectedErr(err) {
-					time.Sleep(time.Millisecond) // refused at once: do not spin
+				if one() {
+					time.Sleep(time.Millisecond)
 				}
 			}
 		})

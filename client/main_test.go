@@ -3,12 +3,9 @@ package client_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
-	"github.com/smartroute/smartroute/internal/etcdtest"
-	"github.com/smartroute/smartroute/internal/testbackend"
+	"github.com/smartroute/smartroute/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, append(etcdtest.IgnoredGoroutines(), testbackend.IgnoredGoroutines()...)...)
+	leakcheck.VerifyTestMain(m)
 }

@@ -3,11 +3,9 @@ package overload_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
-	"github.com/smartroute/smartroute/internal/testbackend"
+	"github.com/smartroute/smartroute/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testbackend.IgnoredGoroutines()...)
+	leakcheck.VerifyTestMain(m)
 }

@@ -3,9 +3,9 @@ package probe
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/smartroute/smartroute/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }

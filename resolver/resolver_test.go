@@ -13,15 +13,15 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.uber.org/goleak"
 
 	"github.com/smartroute/smartroute/internal/dnstest"
 	"github.com/smartroute/smartroute/internal/etcdtest"
+	"github.com/smartroute/smartroute/internal/leakcheck"
 	"github.com/smartroute/smartroute/resolver"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, etcdtest.IgnoredGoroutines()...)
+	leakcheck.VerifyTestMain(m)
 }
 
 // timeout bounds every test; a hang fails instead of eating the CI budget.

@@ -4,9 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
-
-	"github.com/smartroute/smartroute/internal/etcdtest"
+	"github.com/smartroute/smartroute/internal/leakcheck"
 )
 
 // envRunAsAgent makes the test binary run as regagent itself, so that the
@@ -19,5 +17,5 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	goleak.VerifyTestMain(m, etcdtest.IgnoredGoroutines()...)
+	leakcheck.VerifyTestMain(m)
 }

@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"go.uber.org/goleak"
 
 	"github.com/smartroute/smartroute/internal/dnstest"
+	"github.com/smartroute/smartroute/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 func exchange(t *testing.T, addr, network, name string, qtype uint16) (*dns.Msg, error) {
 	t.Helper()

@@ -8,13 +8,13 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/goleak"
 
 	"github.com/smartroute/smartroute/internal/etcdtest"
+	"github.com/smartroute/smartroute/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, etcdtest.IgnoredGoroutines()...)
+	leakcheck.VerifyTestMain(m)
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

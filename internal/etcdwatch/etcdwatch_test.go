@@ -8,17 +8,17 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/smartroute/smartroute/internal/etcdtest"
 	"github.com/smartroute/smartroute/internal/etcdwatch"
+	"github.com/smartroute/smartroute/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, etcdtest.IgnoredGoroutines()...)
+	leakcheck.VerifyTestMain(m)
 }
 
 func TestIsAuthError(t *testing.T) {

@@ -13,5 +13,5 @@
 // Constructors (NewHTTP, NewGRPC, NewBlackhole, NewProxy) return errors and
 // need no *testing.T; the MustXxx variants fail the test instead and
 // register the cleanup with t.Cleanup. Every server stops its goroutines
-// when closed, so tests using them can run goleak.
+// when closed, so tests using them can check for leaks (internal/leakcheck).
 package testbackend

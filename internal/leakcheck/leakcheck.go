@@ -3,6 +3,7 @@ package leakcheck
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,9 @@ func VerifyTestMain(m *testing.M, opts ...goleak.Option) {
 	if code == 0 {
 		if err := settle(time.Now().Add(Patience), append(ignored(), opts...)...); err != nil {
 			fmt.Fprintf(os.Stderr, "leakcheck: goroutines still running %v after the tests passed: %v\n", Patience, err)
+			// CI logs often keep only their tail: say there, in one line
+			// per goroutine, what each was doing and who started it.
+			fmt.Fprint(os.Stderr, summary(err.Error()))
 			code = 1
 		}
 	}
@@ -37,6 +41,25 @@ func settle(deadline time.Time, opts ...goleak.Option) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// summary condenses goleak's report to one line per goroutine: its state,
+// the function on top of its stack, and the function that started it.
+func summary(report string) string {
+	var b strings.Builder
+	var n int
+	var head string
+	for _, line := range strings.Split(report, "\n") {
+		switch {
+		case strings.HasPrefix(line, "[Goroutine "):
+			head = strings.TrimSuffix(strings.TrimPrefix(line, "["), " on top of the stack:")
+		case strings.HasPrefix(line, "created by ") && head != "":
+			fmt.Fprintf(&b, "  %s; %s\n", head, line)
+			head = ""
+			n++
+		}
+	}
+	return fmt.Sprintf("leakcheck: %d goroutine(s) left running (stacks above):\n%s", n, b.String())
 }
 
 // ignored lists goroutines that libraries under the tests leave running

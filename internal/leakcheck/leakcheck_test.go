@@ -26,6 +26,12 @@ func TestSettleReportsAGoroutineThatStays(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "blockUntil") {
 		t.Fatalf("a goroutine still running was not reported: %v", err)
 	}
+	// The summary, what a log cut to its tail keeps, names the goroutine
+	// and the test that started it.
+	got := summary(err.Error())
+	if !strings.Contains(got, "1 goroutine(s)") || !strings.Contains(got, "leakcheck.blockUntil; created by github.com/smartroute/smartroute/internal/leakcheck.TestSettleReportsAGoroutineThatStays") {
+		t.Errorf("summary:\n%s", got)
+	}
 }
 
 func blockUntil(stop <-chan struct{}) { <-stop }

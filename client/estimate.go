@@ -236,9 +236,16 @@ func (h *hotState) busy(now int64, maxAge time.Duration) bool {
 	}
 	mean, c := h.loadStats()
 	if age := now - at; age >= int64(maxAge) {
-		mean *= decay(float64(age-int64(maxAge)) / float64(usualLoadMemory*maxAge))
+		mean *= usualLoadWeight(age, maxAge)
 	}
 	return c > 0 && mean >= c/2
+}
+
+// usualLoadWeight is how much an endpoint's usual load still weighs when
+// its latest report is age old, past maxAge: it fades by e over
+// usualLoadMemory max ages. The cost and exploration's busy test share it.
+func usualLoadWeight(age int64, maxAge time.Duration) float64 {
+	return decay(float64(age-int64(maxAge)) / float64(usualLoadMemory*maxAge))
 }
 
 // latencyCost returns the latency part of the cost at now: the estimate,

@@ -131,7 +131,7 @@ func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, h
 			// (usualLoadMemory), not at once: clients that all forgot at
 			// the same moment that the fast endpoints are usually full
 			// would all return to them together.
-			w := decay(float64(age-int64(cfg.maxReportAge)) / float64(usualLoadMemory*cfg.maxReportAge))
+			w := usualLoadWeight(age, cfg.maxReportAge)
 			floor := loadFloat(&h.floor)
 			if floor == 0 {
 				floor = loadFloat(&h.est)

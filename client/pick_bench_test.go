@@ -63,9 +63,7 @@ func BenchmarkPick(b *testing.B) {
 					b.ReportAllocs()
 					var key uint64
 					for b.Loop() {
-						key += 0x9E3779B97F4A7C15
-						pr := pickRequest{now: tb.clock.Now(), hash: key, hasHash: true}
-						if tb.snapshot().pick(&pr) == nil {
+						if pickNext(tb, &key) == nil {
 							b.Fatal("no pick")
 						}
 					}
@@ -75,9 +73,7 @@ func BenchmarkPick(b *testing.B) {
 					b.RunParallel(func(pb *testing.PB) {
 						var key uint64
 						for pb.Next() {
-							key += 0x9E3779B97F4A7C15
-							pr := pickRequest{now: tb.clock.Now(), hash: key, hasHash: true}
-							if tb.snapshot().pick(&pr) == nil {
+							if pickNext(tb, &key) == nil {
 								b.Fatal("no pick")
 							}
 						}
@@ -86,6 +82,14 @@ func BenchmarkPick(b *testing.B) {
 			})
 		}
 	}
+}
+
+// pickNext makes one pick from tb as a request would, with the next hash
+// key after *key.
+func pickNext(tb *table, key *uint64) *endpoint {
+	*key += 0x9E3779B97F4A7C15
+	pr := pickRequest{now: tb.clock.Now(), hash: *key, hasHash: true}
+	return tb.snapshot().pick(&pr)
 }
 
 // TestPickDoesNotAllocate guards the zero-allocation promise in the

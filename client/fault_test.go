@@ -231,9 +231,14 @@ func TestFaultBackendFaultsCostNoFailedRequest(t *testing.T) {
 	// A per-try timeout of 2 s: a loaded 2-core machine has stalled this
 	// process for 2 s, and with 500 ms healthy backends timed out and were
 	// ejected before any fault, leaving too few to retry on.
+	// Four retries: four backends turn bad at once, and until a request
+	// has seen one fail nothing tells the client so (a backend whose
+	// connections are reset looks fast). A retry avoids only what its own
+	// request tried, so a request may meet all four bad backends before
+	// b4 (with three retries, 3 runs in 25 on a loaded machine lost one).
 	c := staticClient(t, endpointsOf(addrs...), fastProbe(),
 		client.WithOutlierDetection(client.OutlierDetection{ConsecutiveFailures: 2, BaseEjectionTime: 10 * time.Second, MaxEjectedShare: 0.8}),
-		client.WithRetries(client.RetryPolicy{MaxRetries: 3, PerTryTimeout: 2 * time.Second}))
+		client.WithRetries(client.RetryPolicy{MaxRetries: len(bs) - 1, PerTryTimeout: 2 * time.Second}))
 	s := startSteady(c, 4)
 	for _, b := range bs {
 		s.waitServed(t, readyTimeout, b.Name())

@@ -18,8 +18,12 @@ type randSource struct {
 }
 
 // uint64 returns a uniformly distributed pseudo-random number.
-func (g *randSource) uint64() uint64 {
-	x := g.state.Add(0x9E3779B97F4A7C15)
+func (g *randSource) uint64() uint64 { return mix64(g.state.Add(0x9E3779B97F4A7C15)) }
+
+// mix64 is SplitMix64's finalizer: every bit of its result depends on
+// every bit of x, so that fields of one random number already spent on
+// one choice can feed another without the two being correlated.
+func mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27

@@ -235,10 +235,16 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 	n := len(p.eps)
 	for try := 0; try < candidateTries; try++ {
 		c := s.drawBits(u)
+		// The leader and the draw spent all of u's bits. The fallback
+		// challenger and the coins take theirs from v, a mix of u: drawn
+		// from the leader's own bits, the fallback was always the
+		// leader's neighbour in the table, a favourite shared by every
+		// client of the service.
+		v := mix64(u)
 		if c == lead {
 			// The draw landed on the leader (it is far ahead, and so
 			// often drawn): any other endpoint is a challenger.
-			c = int((u >> 32) * uint64(n-1) >> 32)
+			c = int((v >> 32) * uint64(n-1) >> 32)
 			if c >= lead {
 				c++
 			}
@@ -247,13 +253,13 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 			u = cfg.rand.uint64()
 			continue
 		}
-		w, cw, hot := p.betterHot(lead, c, u&(1<<48) == 0, cfg, r.now)
+		w, cw, hot := p.betterHot(lead, c, v&1 == 0, cfg, r.now)
 		for k := 0; hot && k < hotDraws && n > 2; k++ {
 			// Both are full, by their servers' reports: other candidates,
 			// drawn uniformly, may well have room (Prequal's cold
 			// replicas come from random probes for this reason).
 			if x := cfg.rand.n(n); x != lead && x != c && x != w && (r.ntried == 0 || !r.excluded(p.eps[x])) {
-				w, cw, hot = p.betterHot(w, x, u&(1<<(49+k)) == 0, cfg, r.now)
+				w, cw, hot = p.betterHot(w, x, v&(2<<k) == 0, cfg, r.now)
 			}
 		}
 		if r.ntried == 0 && !r.dry {

@@ -240,32 +240,37 @@ func TestLeastLatencyPrefersLowestCostAndSpreadsAmongEquals(t *testing.T) {
 // challenger that fell back from the leader used to be drawn from the
 // leader's own bits, so it was always the leader's neighbour: the first
 // of three equals got 26% of the picks and the last 38%.
-func TestLeastLatencyGivesEqualsEqualShares(t *testing.T) {
-	for _, tc := range []struct {
-		equal, slow int
-	}{{2, 3}, {3, 1}, {4, 0}, {5, 5}} {
-		t.Run(fmt.Sprintf("%d_equal_%d_slow", tc.equal, tc.slow), func(t *testing.T) {
-			eps := addrs(tc.equal + tc.slow)
-			tb, clk := testTable(t, eps, WithoutProbe())
-			for i, e := range eps {
-				lat := 5 * time.Millisecond
-				if i >= tc.equal {
-					lat = 25 * time.Millisecond
+func TestLatencyPoliciesGiveEqualsEqualShares(t *testing.T) {
+	for _, policy := range []Policy{LeastLatency, P2C} {
+		for _, tc := range []struct {
+			equal, slow int
+		}{{2, 3}, {3, 1}, {4, 0}, {5, 5}} {
+			t.Run(fmt.Sprintf("%s/%d_equal_%d_slow", policy, tc.equal, tc.slow), func(t *testing.T) {
+				eps := addrs(tc.equal + tc.slow)
+				tb, clk := testTable(t, eps, WithoutProbe(), WithPolicy(policy))
+				for i, e := range eps {
+					lat := 5 * time.Millisecond
+					if i >= tc.equal {
+						lat = 25 * time.Millisecond
+					}
+					tb.observe(tb.ep(e.Addr), outcomeSuccess, lat, clk.now())
 				}
-				tb.observe(tb.ep(e.Addr), outcomeSuccess, lat, clk.now())
-			}
-			tb.refreshNow(clk.now())
-			const picks = 30000
-			counts := pickN(tb, clk, picks, nil)
-			// An even share give or take 10% of it: more than ten
-			// standard deviations of chance at this many picks.
-			even := float64(picks) / float64(tc.equal)
-			for _, e := range eps[:tc.equal] {
-				if c := float64(counts[e.Addr]); c < 0.9*even || c > 1.1*even {
-					t.Errorf("%s picked %.0f times, want about %.0f: %v", e.Addr, c, even, counts)
+				tb.refreshNow(clk.now())
+				counts := pickN(tb, clk, 30000, nil)
+				var total int
+				for _, e := range eps[:tc.equal] {
+					total += counts[e.Addr]
 				}
-			}
-		})
+				// An even share of what the equals took, give or take 10%
+				// of it: more than ten standard deviations of chance.
+				even := float64(total) / float64(tc.equal)
+				for _, e := range eps[:tc.equal] {
+					if c := float64(counts[e.Addr]); c < 0.9*even || c > 1.1*even {
+						t.Errorf("%s picked %.0f times, want about %.0f: %v", e.Addr, c, even, counts)
+					}
+				}
+			})
+		}
 	}
 }
 

@@ -235,18 +235,22 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 	n := len(p.eps)
 	for try := 0; try < candidateTries; try++ {
 		c := s.drawBits(u)
-		// The leader and the draw spent all of u's bits. The fallback
-		// challenger and the coins take theirs from v, a mix of u: drawn
-		// from the leader's own bits, the fallback was always the
-		// leader's neighbour in the table, a favourite shared by every
-		// client of the service.
+		// The leader and the draw spent all of u's bits; the coins take
+		// theirs from v, a mix of u, and a second draw from a mix of v.
+		// (Taken from the leader's own bits, the fallback challenger was
+		// always the leader's neighbour in the table: a favourite shared
+		// by every client of the service.)
 		v := mix64(u)
 		if c == lead {
 			// The draw landed on the leader (it is far ahead, and so
-			// often drawn): any other endpoint is a challenger.
-			c = int((v >> 32) * uint64(n-1) >> 32)
-			if c >= lead {
-				c++
+			// often drawn): draw again, and if that lands on it too, any
+			// other endpoint is the challenger.
+			v2 := mix64(v)
+			if c = s.drawBits(v2); c == lead {
+				c = int((v2 >> 48) * uint64(n-1) >> 16)
+				if c >= lead {
+					c++
+				}
 			}
 		}
 		if r.ntried > 0 && r.excluded(p.eps[c]) {

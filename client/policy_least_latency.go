@@ -235,19 +235,20 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 	n := len(p.eps)
 	for try := 0; try < candidateTries; try++ {
 		c := s.drawBits(u)
-		// The leader and the draw spent all of u's bits; the coins take
-		// theirs from v, a mix of u, and a second draw from a mix of v.
+		// The leader and the draw spent all of u's bits. The coins take
+		// the top bits of u times an odd constant, each of which depends
+		// on all of u's bits, and a second draw takes a full mix of u.
 		// (Taken from the leader's own bits, the fallback challenger was
 		// always the leader's neighbour in the table: a favourite shared
 		// by every client of the service.)
-		v := mix64(u)
+		coins := u * 0x9E3779B97F4A7C15
 		if c == lead {
 			// The draw landed on the leader (it is far ahead, and so
 			// often drawn): draw again, and if that lands on it too, any
 			// other endpoint is the challenger.
-			v2 := mix64(v)
-			if c = s.drawBits(v2); c == lead {
-				c = int((v2 >> 48) * uint64(n-1) >> 16)
+			v := mix64(u)
+			if c = s.drawBits(v); c == lead {
+				c = int((v >> 48) * uint64(n-1) >> 16)
 				if c >= lead {
 					c++
 				}
@@ -257,13 +258,13 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 			u = cfg.rand.uint64()
 			continue
 		}
-		w, cw, hot := p.betterHot(lead, c, v&1 == 0, cfg, r.now)
+		w, cw, hot := p.betterHot(lead, c, coins>>63 == 0, cfg, r.now)
 		for k := 0; hot && k < hotDraws && n > 2; k++ {
 			// Both are full, by their servers' reports: other candidates,
 			// drawn uniformly, may well have room (Prequal's cold
 			// replicas come from random probes for this reason).
 			if x := cfg.rand.n(n); x != lead && x != c && x != w && (r.ntried == 0 || !r.excluded(p.eps[x])) {
-				w, cw, hot = p.betterHot(w, x, v&(2<<k) == 0, cfg, r.now)
+				w, cw, hot = p.betterHot(w, x, coins&(1<<(62-k)) == 0, cfg, r.now)
 			}
 		}
 		if r.ntried == 0 && !r.dry {

@@ -246,9 +246,8 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 			// The draw landed on the leader (it is far ahead, and so
 			// often drawn): draw again, and if that lands on it too, any
 			// other endpoint is the challenger.
-			v := mix64(u)
-			if c = s.drawBits(v); c == lead {
-				c = int((v >> 48) * uint64(n-1) >> 16)
+			if c = s.drawBits(mix64(u)); c == lead {
+				c = cfg.rand.n(n - 1)
 				if c >= lead {
 					c++
 				}

@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // Member is one etcd server of a Cluster. It keeps its ports and data
@@ -30,8 +31,9 @@ type Member struct {
 	peerProxy      *toxiproxy.Proxy
 	initialCluster string
 
-	mu sync.Mutex
-	e  *embed.Etcd // nil while stopped
+	mu   sync.Mutex
+	e    *embed.Etcd  // nil while stopped
+	gate *handlerGate // e's unary handlers
 }
 
 // Name returns the member's name ("m0", "m1", …).
@@ -152,6 +154,8 @@ func (m *Member) start() error {
 	cfg.UnsafeNoFsync = true
 	cfg.BcryptCost = 4 // bcrypt.MinCost: tests hash passwords, they need not resist cracking
 	cfg.EnableGRPCGateway = false
+	gate := new(handlerGate)
+	cfg.GRPCAdditionalServerOptions = []grpc.ServerOption{gate.serverOption()}
 	cfg.InitialCluster = m.initialCluster
 	cfg.InitialClusterToken = "etcdtest"
 	cfg.ClusterState = embed.ClusterStateFlagNew
@@ -198,21 +202,22 @@ func (m *Member) start() error {
 		return fmt.Errorf("member %s: proxy: %w", m.name, err)
 	}
 	m.mu.Lock()
-	m.e = e
+	m.e, m.gate = e, gate
 	m.mu.Unlock()
 	return nil
 }
 
 func (m *Member) stop(hard bool) {
 	m.mu.Lock()
-	e := m.e
-	m.e = nil
+	e, gate := m.e, m.gate
+	m.e, m.gate = nil, nil
 	m.mu.Unlock()
 	if e == nil {
 		return
 	}
 	m.proxy.Stop()
 	m.peerProxy.Stop()
+	gate.close()
 	if hard {
 		e.Server.HardStop()
 	}

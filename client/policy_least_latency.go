@@ -243,9 +243,9 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 		// by every client of the service.)
 		coins := u * 0x9E3779B97F4A7C15
 		if c == lead {
-			// The draw landed on the leader (it is far ahead, and so
-			// often drawn): draw again, and if that lands on it too, any
-			// other endpoint is the challenger.
+			// The draw landed on one of several leaders (a lone one is
+			// left out of the draw): draw again, and if that lands on it
+			// too, any other endpoint is the challenger.
 			if c = s.drawBits(mix64(u)); c == lead {
 				c = cfg.rand.n(n - 1)
 				if c >= lead {
@@ -498,6 +498,12 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 	floor := candidateFloor / float64(n)
 	for i, c := range costs {
 		w[i] = math.Exp(-candidateSharpness*(c/best-1)) + floor
+	}
+	if len(front) == 1 && n > 1 {
+		// A lone leader is never its own challenger: leaving it out of
+		// the draw spares most picks a second draw when it is far ahead
+		// (and so would be drawn most of the time).
+		w[front[0]] = 0
 	}
 	sm := newSampler(w)
 	sm.front = front

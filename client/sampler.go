@@ -22,7 +22,8 @@ type aliasSlot struct {
 }
 
 // newSampler returns a sampler drawing i with probability w[i]/Σw. Weights
-// must be positive and finite.
+// must be finite and not negative, and at least one positive; an index of
+// weight 0 is never drawn.
 func newSampler(w []float64) *sampler {
 	n := len(w)
 	s := &sampler{slots: make([]aliasSlot, n)}

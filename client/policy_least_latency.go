@@ -89,6 +89,21 @@ func (p *pool) expected(i int, cfg *config, now int64) (cost, load float64) {
 // queue.
 func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, hot bool) {
 	h := p.hot[i]
+	if h.rifAt.Load() == 0 && h.penalty.Load() == 0 && h.estAt.Load() != 0 && cfg.slowStart == 0 {
+		// The common case, cheap (a third of a pick went here): a
+		// measured endpoint without load reports, failures or slow start.
+		cost = loadFloat(&h.base)
+		waiting := h.waiting.Load()
+		if waiting > 0 {
+			cost = max(cost, float64(now-h.progressAt.Load()))
+		}
+		return cost, float64(max(h.inflight.Load(), waiting)), false
+	}
+	return p.expectedFull(h, i, cfg, now)
+}
+
+// expectedFull is expectedHot for any endpoint.
+func (p *pool) expectedFull(h *hotState, i int, cfg *config, now int64) (cost, load float64, hot bool) {
 	cost = loadFloat(&h.base)
 	waiting := h.waiting.Load()
 	load = float64(max(h.inflight.Load(), waiting))

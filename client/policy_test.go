@@ -717,3 +717,46 @@ func TestDecayApproximatesExpAndDecreases(t *testing.T) {
 		prev = d
 	}
 }
+
+// TestExpectedFastPathAgreesWithFull checks the cheap path of expectedHot
+// (a measured endpoint without reports, failures or slow start) against
+// the full computation, for endpoints in every state a pick meets.
+func TestExpectedFastPathAgreesWithFull(t *testing.T) {
+	for _, slow := range []bool{false, true} {
+		var opts []Option
+		if slow {
+			opts = append(opts, WithSlowStart(time.Second))
+		}
+		tb, clk := testTable(t, addrs(8), append(opts, WithoutProbe())...)
+		now := clk.now()
+		eps := tb.snapshot().all
+		for i, ep := range eps {
+			if i != 7 {
+				tb.observe(ep, outcomeSuccess, time.Duration(2+i)*time.Millisecond, now)
+			}
+			switch i {
+			case 1, 2: // waiting, one of them for long
+				ep.hot.start(now - int64(i-1)*int64(50*time.Millisecond))
+			case 3: // a failure's penalty
+				tb.observe(ep, outcomeFailure, 0, now)
+			case 4: // a load report
+				ep.hot.report(3, 2, now, tb.cfg.maxReportAge)
+			case 5: // in flight, answered
+				ep.hot.start(now)
+				ep.hot.answered(now)
+			case 6: // an old report
+				ep.hot.report(1, 4, now-int64(time.Minute), tb.cfg.maxReportAge)
+			}
+		}
+		clk.advance(30 * time.Millisecond)
+		now = clk.now()
+		p := tb.snapshot().stable
+		for i, ep := range p.eps {
+			c, l, h := p.expectedHot(i, tb.cfg, now)
+			fc, fl, fh := p.expectedFull(p.hot[i], i, tb.cfg, now)
+			if c != fc || l != fl || h != fh {
+				t.Errorf("slow start %v, %s: expectedHot = %v, %v, %v; full computation %v, %v, %v", slow, ep.addr, c, l, h, fc, fl, fh)
+			}
+		}
+	}
+}

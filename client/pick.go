@@ -42,6 +42,12 @@ func (r *pickRequest) addTried(ep *endpoint) {
 // pick chooses an endpoint for r, or returns nil when none is eligible.
 // It takes no lock and allocates nothing.
 func (s *snapshot) pick(r *pickRequest) *endpoint {
+	if r.ntried == 0 && s.cfg.canary == nil {
+		// A first attempt without a gray release, as most are: the
+		// stable pool is every eligible endpoint (the canary pool is
+		// empty), and what pickFrom adds is for retries.
+		return s.pickIn(s.stable, r)
+	}
 	first, second := s.stable, s.canary
 	if c := s.cfg.canary; c != nil && (r.canary || (c.Share > 0 && s.cfg.rand.float64() < c.Share)) {
 		first, second = second, first

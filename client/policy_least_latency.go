@@ -89,17 +89,31 @@ func (p *pool) expected(i int, cfg *config, now int64) (cost, load float64) {
 // queue.
 func (p *pool) expectedHot(i int, cfg *config, now int64) (cost, load float64, hot bool) {
 	h := p.hot[i]
-	if h.rifAt.Load() == 0 && h.penalty.Load() == 0 && h.estAt.Load() != 0 && cfg.slowStart == 0 {
-		// The common case, cheap (a third of a pick went here): a
-		// measured endpoint without load reports, failures or slow start.
-		cost = loadFloat(&h.base)
-		waiting := h.waiting.Load()
-		if waiting > 0 {
-			cost = max(cost, float64(now-h.progressAt.Load()))
-		}
-		return cost, float64(max(h.inflight.Load(), waiting)), false
+	if cfg.slowStart == 0 && h.plain() {
+		cost, load = h.plainCost(now)
+		return cost, load, false
 	}
 	return p.expectedFull(h, i, cfg, now)
+}
+
+// plain reports whether the endpoint is expectedHot's common case: a
+// measured endpoint without load reports or failures (in a pool without
+// slow start, which the caller checks). Its cost is then plainCost.
+func (h *hotState) plain() bool {
+	return h.rifAt.Load()|int64(h.penalty.Load()) == 0 && h.estAt.Load() != 0
+}
+
+// plainCost is the cost and load of a plain endpoint at now: the latency
+// part of the cost, or the age of its oldest request waiting if that is
+// more, and the requests in flight. Small enough to be inlined into the
+// pick.
+func (h *hotState) plainCost(now int64) (cost, load float64) {
+	cost = loadFloat(&h.base)
+	waiting := h.waiting.Load()
+	if waiting > 0 {
+		cost = max(cost, float64(now-h.progressAt.Load()))
+	}
+	return cost, float64(max(h.inflight.Load(), waiting))
 }
 
 // expectedFull is expectedHot for any endpoint.
@@ -200,19 +214,25 @@ func (p *pool) better(a, b int, coin bool, cfg *config, now int64) int {
 func (p *pool) betterHot(a, b int, coin bool, cfg *config, now int64) (int, float64, bool) {
 	ea, la, ha := p.expectedHot(a, cfg, now)
 	eb, lb, hb := p.expectedHot(b, cfg, now)
-	switch {
-	case ea > eb*(1+cfg.tieBand):
-		return b, eb, hb
-	case eb > ea*(1+cfg.tieBand):
-		return a, ea, ha
-	case la < lb:
-		return a, ea, ha
-	case lb < la:
-		return b, eb, hb
-	case coin:
+	if prefers(ea, la, eb, lb, coin, cfg.tieBand) {
 		return a, ea, ha
 	}
 	return b, eb, hb
+}
+
+// prefers reports whether candidate a (expected latency ea, load la) is
+// better than b: the lower expected latency, unless the two are within
+// the tie band; then the one with fewer requests in flight, else the coin.
+func prefers(ea, la, eb, lb float64, coin bool, band float64) bool {
+	switch {
+	case ea > eb*(1+band):
+		return false
+	case eb > ea*(1+band):
+		return true
+	case la != lb:
+		return la < lb
+	}
+	return coin
 }
 
 // hotDraws bounds the uniform draws a pick makes for a candidate with room
@@ -244,10 +264,10 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 	u := cfg.rand.uint64()
 	front := s.front
 	lead := int(front[(u>>48)*uint64(len(front))>>16])
-	if len(p.eps) == 1 || r.excluded(p.eps[lead]) {
+	n := len(p.eps)
+	if n == 1 || r.ntried > 0 && r.excluded(p.eps[lead]) {
 		return p.twoChoices(cfg, r, s)
 	}
-	n := len(p.eps)
 	for try := 0; try < candidateTries; try++ {
 		c := s.drawBits(u)
 		// The leader and the draw spent all of u's bits. The coins take
@@ -272,7 +292,23 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 			u = cfg.rand.uint64()
 			continue
 		}
-		w, cw, hot := p.betterHot(lead, c, coins>>63 == 0, cfg, r.now)
+		var (
+			w   int
+			cw  float64
+			hot bool
+		)
+		if hl, hc := p.hot[lead], p.hot[c]; cfg.slowStart == 0 && hl.plain() && hc.plain() {
+			// Both plain, as most are: expectedHot and betterHot
+			// written out, for a third of the pick's cost.
+			el, ll := hl.plainCost(r.now)
+			ec, lc := hc.plainCost(r.now)
+			w, cw = c, ec
+			if prefers(el, ll, ec, lc, coins>>63 == 0, cfg.tieBand) {
+				w, cw = lead, el
+			}
+		} else {
+			w, cw, hot = p.betterHot(lead, c, coins>>63 == 0, cfg, r.now)
+		}
 		for k := 0; hot && k < hotDraws && n > 2; k++ {
 			// Both are full, by their servers' reports: other candidates,
 			// drawn uniformly, may well have room (Prequal's cold

@@ -42,7 +42,7 @@ func (r *pickRequest) addTried(ep *endpoint) {
 // pick chooses an endpoint for r, or returns nil when none is eligible.
 // It takes no lock and allocates nothing.
 func (s *snapshot) pick(r *pickRequest) *endpoint {
-	if r.ntried == 0 && s.cfg.canary == nil {
+	if r.ntried == 0 && !s.gray {
 		// A first attempt without a gray release, as most are: the
 		// stable pool is every eligible endpoint (the canary pool is
 		// empty), and what pickFrom adds is for retries.
@@ -89,18 +89,18 @@ func (s *snapshot) pickIn(p *pool, r *pickRequest) *endpoint {
 	if len(p.eps) == 0 {
 		return nil
 	}
-	switch s.cfg.policy {
-	case LeastLatency:
+	switch s.policy {
+	case policyLeastLatency:
 		return pickLeastLatency(p, s.cfg, r)
-	case P2C:
+	case policyP2C:
 		return pickP2C(p, s.cfg, r)
-	case LeastRequest:
+	case policyLeastRequest:
 		return pickLeastRequest(p, s.cfg, r)
-	case RoundRobin:
+	case policyRoundRobin:
 		return pickRoundRobin(p, r)
-	case WeightedRoundRobin:
+	case policyWeightedRoundRobin:
 		return pickWeightedRoundRobin(p, r)
-	case ConsistentHash:
+	case policyConsistentHash:
 		return pickConsistentHash(s, p, r)
 	}
 	return nil

@@ -65,3 +65,37 @@ func ParsePolicy(s string) (Policy, error) {
 	}
 	return "", fmt.Errorf("client: unknown policy %q (want one of %s)", s, strings.Join(names, ", "))
 }
+
+// policyKind numbers the policies for the pick path's switch, which
+// compares integers where a switch on Policy compares strings.
+type policyKind uint8
+
+const (
+	policyUnknown policyKind = iota
+	policyLeastLatency
+	policyP2C
+	policyLeastRequest
+	policyRoundRobin
+	policyWeightedRoundRobin
+	policyConsistentHash
+)
+
+// kindOf returns p's policyKind (policyUnknown for an unknown policy,
+// which validation rejects before any table is built).
+func kindOf(p Policy) policyKind {
+	switch p {
+	case LeastLatency:
+		return policyLeastLatency
+	case P2C:
+		return policyP2C
+	case LeastRequest:
+		return policyLeastRequest
+	case RoundRobin:
+		return policyRoundRobin
+	case WeightedRoundRobin:
+		return policyWeightedRoundRobin
+	case ConsistentHash:
+		return policyConsistentHash
+	}
+	return policyUnknown
+}

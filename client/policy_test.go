@@ -760,3 +760,19 @@ func TestExpectedFastPathAgreesWithFull(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryPolicyHasAKind guards the pick path's switch: a policy added
+// to Policies without a policyKind would pick nothing.
+func TestEveryPolicyHasAKind(t *testing.T) {
+	seen := map[policyKind]Policy{}
+	for _, p := range Policies() {
+		k := kindOf(p)
+		if k == policyUnknown {
+			t.Errorf("policy %q has no policyKind", p)
+		}
+		if q, dup := seen[k]; dup {
+			t.Errorf("policies %q and %q share policyKind %d", q, p, k)
+		}
+		seen[k] = p
+	}
+}

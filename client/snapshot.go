@@ -14,6 +14,10 @@ import (
 // an atomic pointer; a pick never takes a lock.
 type snapshot struct {
 	cfg *config
+	// policy is cfg.policy, and gray whether cfg has a canary: read by
+	// every pick, copied here so that a pick reads them with the pools.
+	policy policyKind
+	gray   bool
 	// stable and canary are the two subsets of a gray release; without
 	// WithCanary every endpoint is stable and canary is empty.
 	stable, canary *pool
@@ -89,7 +93,7 @@ const (
 // at now. ring is the consistent-hash ring over eps, when the policy uses
 // one.
 func buildSnapshot(cfg *config, eps []*endpoint, ring []ringEntry, now int64) *snapshot {
-	s := &snapshot{cfg: cfg, all: eps, ring: ring}
+	s := &snapshot{cfg: cfg, policy: kindOf(cfg.policy), gray: cfg.canary != nil, all: eps, ring: ring}
 	var stable, canary []*endpoint
 	for _, ep := range eps {
 		if cfg.canary != nil && matches(ep.attrs.Load().Labels, cfg.canary.Labels) {

@@ -269,7 +269,7 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 		return p.twoChoices(cfg, r, s)
 	}
 	for try := 0; try < candidateTries; try++ {
-		c := s.drawBits(u)
+		c := s.challenger(u)
 		// The leader and the draw spent all of u's bits. The coins take
 		// the top bits of u times an odd constant, each of which depends
 		// on all of u's bits, and a second draw takes a full mix of u.
@@ -281,7 +281,7 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 			// The draw landed on one of several leaders (a lone one is
 			// left out of the draw): draw again, and if that lands on it
 			// too, any other endpoint is the challenger.
-			if c = s.drawBits(mix64(u)); c == lead {
+			if c = s.challenger(mix64(u)); c == lead {
 				c = cfg.rand.n(n - 1)
 				if c >= lead {
 					c++
@@ -556,7 +556,7 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 		// (and so would be drawn most of the time).
 		w[front[0]] = 0
 	}
-	sm := newSampler(w)
+	sm := newSampler(w).withChallengerSet(cfg.rand)
 	sm.front = front
 	p.sampler.Store(sm)
 	if len(due) > 0 {

@@ -274,6 +274,45 @@ func TestLatencyPoliciesGiveEqualsEqualShares(t *testing.T) {
 	}
 }
 
+// In a pool larger than its challenger set, least_latency draws its
+// challengers from a set a refresh drew; over refreshes the equals still
+// share alike, and the slow endpoints take almost nothing.
+func TestLargePoolGivesEqualsEqualShares(t *testing.T) {
+	const equal, slow = 5, 300 // more than challengerSet
+	eps := addrs(equal + slow)
+	tb, clk := testTable(t, eps, WithoutProbe())
+	for i, e := range eps {
+		lat := 5 * time.Millisecond
+		if i >= equal {
+			lat = 25 * time.Millisecond
+		}
+		tb.observe(tb.ep(e.Addr), outcomeSuccess, lat, clk.now())
+	}
+	counts := map[string]int{}
+	for range 300 { // a refresh every 100 picks, as at 10,000 picks a second
+		tb.refreshNow(clk.now())
+		if s := tb.snapshot().stable.sampler.Load(); len(s.set) != challengerSet {
+			t.Fatalf("pool of %d: challenger set of %d, want %d", len(eps), len(s.set), challengerSet)
+		}
+		for a, c := range pickN(tb, clk, 100, nil) {
+			counts[a] += c
+		}
+	}
+	var total int
+	for _, e := range eps[:equal] {
+		total += counts[e.Addr]
+	}
+	if total < 29_900 {
+		t.Errorf("the %d fast endpoints took %d of 30000 picks, want almost all", equal, total)
+	}
+	even := float64(total) / equal
+	for _, e := range eps[:equal] {
+		if c := float64(counts[e.Addr]); c < 0.9*even || c > 1.1*even {
+			t.Errorf("%s picked %.0f times, want about %.0f", e.Addr, c, even)
+		}
+	}
+}
+
 // One spike or one failure costs an endpoint little: the estimate follows
 // a spike part of the way and comes back within a few answers, and a
 // failure's penalty fades within the failure penalty time.

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"math"
 	"testing"
 )
@@ -46,5 +47,63 @@ func TestSamplerDrawsByWeight(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestChallengerSetFollowsWeights checks the challenger set of a large
+// pool: drawn by the weights, so that over many refreshes each endpoint is
+// a challenger as often as with the alias table itself, and never one of
+// weight 0 (a lone leader); a small pool has none and draws from the table.
+func TestChallengerSetFollowsWeights(t *testing.T) {
+	const n, builds = 1000, 400
+	w := make([]float64, n)
+	for i := range w {
+		w[i] = 0.001
+	}
+	for i := range 10 {
+		w[i] = 1
+	}
+	w[500] = 0 // a lone leader
+	var sum float64
+	for _, x := range w {
+		sum += x
+	}
+	rand := newRandSource()
+	got := make([]int, n)
+	for range builds {
+		s := newSampler(w).withChallengerSet(rand)
+		if len(s.set) != challengerSet {
+			t.Fatalf("pool of %d: challenger set of %d, want %d", n, len(s.set), challengerSet)
+		}
+		for k := range uint64(challengerSet) {
+			// Every slot of the set is reachable.
+			got[s.challenger(k<<32/challengerSet+1)]++
+		}
+	}
+	if got[500] != 0 {
+		t.Errorf("endpoint of weight 0 drawn %d times", got[500])
+	}
+	draws := float64(builds * challengerSet)
+	check := func(what string, count int, p float64) {
+		t.Helper()
+		want := p * draws
+		tol := 6*math.Sqrt(want*(1-p)) + draws/65536.0 + 1
+		if math.Abs(float64(count)-want) > tol {
+			t.Errorf("%s: drawn %d times, want %.0f ± %.0f", what, count, want, tol)
+		}
+	}
+	tail := 0
+	for i, c := range got {
+		if i < 10 {
+			check(fmt.Sprintf("endpoint %d (weight 1)", i), c, 1/sum)
+		} else {
+			tail += c
+		}
+	}
+	check("the 989 endpoints of weight 0.001", tail, 0.989/sum)
+
+	small := newSampler(w[:challengerSet]).withChallengerSet(rand)
+	if small.set != nil {
+		t.Errorf("pool of %d: a challenger set of %d, want none", challengerSet, len(small.set))
 	}
 }

@@ -38,10 +38,7 @@ func TestSamplerDrawsByWeight(t *testing.T) {
 					}
 					continue
 				}
-				// Six standard deviations of a binomial count, plus the
-				// 2^-16 resolution of the alias coin.
-				want := p * draws
-				tol := 6*math.Sqrt(want*(1-p)) + draws/65536.0 + 1
+				want, tol := drawsExpected(p, draws)
 				if math.Abs(float64(got[i])-want) > tol {
 					t.Errorf("index %d (weight %v): drawn %d times, want %.0f ± %.0f", i, x, got[i], want, tol)
 				}
@@ -86,8 +83,7 @@ func TestChallengerSetFollowsWeights(t *testing.T) {
 	draws := float64(builds * challengerSet)
 	check := func(what string, count int, p float64) {
 		t.Helper()
-		want := p * draws
-		tol := 6*math.Sqrt(want*(1-p)) + draws/65536.0 + 1
+		want, tol := drawsExpected(p, draws)
 		if math.Abs(float64(count)-want) > tol {
 			t.Errorf("%s: drawn %d times, want %.0f ± %.0f", what, count, want, tol)
 		}
@@ -106,4 +102,12 @@ func TestChallengerSetFollowsWeights(t *testing.T) {
 	if small.set != nil {
 		t.Errorf("pool of %d: a challenger set of %d, want none", challengerSet, len(small.set))
 	}
+}
+
+// drawsExpected returns how many of draws an index of probability p should
+// get, and the tolerance: six standard deviations of a binomial count,
+// plus the 2^-16 resolution of the alias coin.
+func drawsExpected(p, draws float64) (want, tol float64) {
+	want = p * draws
+	return want, 6*math.Sqrt(want*(1-p)) + draws/65536.0 + 1
 }

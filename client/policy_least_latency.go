@@ -65,8 +65,7 @@ const (
 //
 //   - Latency: the estimate of recent answers (estimate.go). What it holds
 //     above the endpoint's latency floor (its best answers) fades within
-//     estimateMemory when nothing new comes, and counts once more while it
-//     lasts: the choice is averse to endpoints whose answers spread.
+//     estimateMemory when nothing new comes.
 //   - Load reports (package loadreport): load is this client's requests in
 //     flight or the server's reported ones, whichever is more; an older
 //     report counts less (halved within loadReportTau, towards the

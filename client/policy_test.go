@@ -313,6 +313,39 @@ func TestLargePoolGivesEqualsEqualShares(t *testing.T) {
 	}
 }
 
+// The fastest endpoint keeps its traffic through the jitter of a busy
+// machine. Its answers spread from 2.3 to 3.7 ms, and it has this client's
+// requests in flight; a 5 ms endpoint answered once, at 5.3 ms. Counting
+// the fast one's spread a second time (the cost was once est²/floor) put
+// it within the tie band of the slow one at the top of its jitter, and
+// the tie went to the endpoint with fewer requests in flight: the slow
+// one took every pick. In the shift benchmark, 10–30% of the requests of
+// some runs went to endpoints twice as slow.
+func TestJitterDoesNotCostTheFastestItsTraffic(t *testing.T) {
+	eps := addrs(2)
+	tb, clk := testTable(t, eps, WithoutProbe())
+	fast, slow := tb.ep(eps[0].Addr), tb.ep(eps[1].Addr)
+	tb.observe(slow, outcomeSuccess, 5300*time.Microsecond, clk.now())
+	// Alternating answers, ending at the top of the jitter: two slow ones.
+	for i := range 41 {
+		clk.advance(time.Millisecond)
+		lat := 2300 * time.Microsecond
+		if i%2 == 1 || i == 40 {
+			lat = 3700 * time.Microsecond
+		}
+		tb.observe(fast, outcomeSuccess, lat, clk.now())
+	}
+	for range 3 {
+		fast.hot.start(clk.now())
+	}
+	tb.refreshNow(clk.now())
+	counts := pickN(tb, clk, 1000, nil)
+	if n := counts[slow.addr]; n > 10 {
+		t.Errorf("the 5.3 ms endpoint took %d of 1000 picks from one answering in 2.3–3.7 ms (estimate %.2f ms, floor %.2f ms, cost %.2f ms), want at most 1%%",
+			n, loadFloat(&fast.hot.est)/1e6, loadFloat(&fast.hot.floor)/1e6, loadFloat(&fast.hot.base)/1e6)
+	}
+}
+
 // One spike or one failure costs an endpoint little: the estimate follows
 // a spike part of the way and comes back within a few answers, and a
 // failure's penalty fades within the failure penalty time.

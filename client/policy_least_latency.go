@@ -281,24 +281,15 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 		// by every client of the service.)
 		coins := u * 0x9E3779B97F4A7C15
 		if c == lead {
-			// The draw landed on one of several leaders (a lone one is
-			// left out of the draw): draw again, and if that lands on it
-			// too, any other endpoint is the challenger.
-			if c = s.challenger(mix64(u)); c == lead {
-				c = cfg.rand.n(n - 1)
-				if c >= lead {
-					c++
-				}
-			}
+			c = p.otherChallenger(s, u, lead, cfg)
 		}
 		if r.ntried > 0 && r.excluded(p.eps[c]) {
 			u = cfg.rand.uint64()
 			continue
 		}
 		var (
-			w   int
-			cw  float64
-			hot bool
+			w  int
+			cw float64
 		)
 		if hl, hc := p.hot[lead], p.hot[c]; cfg.slowStart == 0 && hl.plain() && hc.plain() {
 			// Both plain, as most are: expectedHot and betterHot
@@ -310,15 +301,7 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 				w, cw = lead, el
 			}
 		} else {
-			w, cw, hot = p.betterHot(lead, c, coins>>63 == 0, cfg, r.now)
-		}
-		for k := 0; hot && k < hotDraws && n > 2; k++ {
-			// Both are full, by their servers' reports: other candidates,
-			// drawn uniformly, may well have room (Prequal's cold
-			// replicas come from random probes for this reason).
-			if x := cfg.rand.n(n); x != lead && x != c && x != w && (r.ntried == 0 || !r.excluded(p.eps[x])) {
-				w, cw, hot = p.betterHot(w, x, coins&(1<<(62-k)) == 0, cfg, r.now)
-			}
+			w, cw = p.hotDuel(lead, c, coins, cfg, r)
 		}
 		if r.ntried == 0 && !r.dry {
 			// The endpoint whose answer just showed room, if any: the
@@ -337,6 +320,37 @@ func pickLeastLatency(p *pool, cfg *config, r *pickRequest) *endpoint {
 		return p.eps[w]
 	}
 	return p.eps[lead]
+}
+
+// otherChallenger draws a challenger other than lead after the draw for
+// the random u landed on it (one of several leaders; a lone one is left
+// out of the draw): a second draw from a full mix of u, and if that lands
+// on it too, any other endpoint.
+func (p *pool) otherChallenger(s *sampler, u uint64, lead int, cfg *config) int {
+	c := s.challenger(mix64(u))
+	if c == lead {
+		c = cfg.rand.n(len(p.eps) - 1)
+		if c >= lead {
+			c++
+		}
+	}
+	return c
+}
+
+// hotDuel returns the better of the leader and the challenger c when they
+// are not both plain, and its expected latency. When the better one is
+// full, by its server's reports, other candidates drawn uniformly may well
+// have room (Prequal's cold replicas come from random probes for this
+// reason): up to hotDraws of them, not tried yet, are weighed too.
+func (p *pool) hotDuel(lead, c int, coins uint64, cfg *config, r *pickRequest) (int, float64) {
+	w, cw, hot := p.betterHot(lead, c, coins>>63 == 0, cfg, r.now)
+	n := len(p.eps)
+	for k := 0; hot && k < hotDraws && n > 2; k++ {
+		if x := cfg.rand.n(n); x != lead && x != c && x != w && !r.excluded(p.eps[x]) {
+			w, cw, hot = p.betterHot(w, x, coins&(1<<(62-k)) == 0, cfg, r.now)
+		}
+	}
+	return w, cw
 }
 
 // usualCost is the expected latency of a request to an endpoint of

@@ -319,8 +319,8 @@ func TestLargePoolGivesEqualsEqualShares(t *testing.T) {
 // the fast one's spread a second time (the cost was once est²/floor) put
 // it within the tie band of the slow one at the top of its jitter, and
 // the tie went to the endpoint with fewer requests in flight: the slow
-// one took every pick. In the shift benchmark, 10–30% of the requests of
-// some runs went to endpoints twice as slow.
+// one took every pick. In the shift benchmark, a fifth to two thirds of
+// the first half's requests of some runs went to endpoints twice as slow.
 func TestJitterDoesNotCostTheFastestItsTraffic(t *testing.T) {
 	eps := addrs(2)
 	tb, clk := testTable(t, eps, WithoutProbe())

@@ -115,8 +115,10 @@ type hotState struct {
 	// pool.refresh).
 	exploring atomic.Bool
 	improving atomic.Bool
+	// unconfirmed is set while one answer only has measured the endpoint.
+	unconfirmed atomic.Bool
 
-	_ [128 - 14*8 - 2*4]byte
+	_ [128 - 14*8 - 3*4]byte
 }
 
 func loadFloat(a *atomic.Uint64) float64     { return math.Float64frombits(a.Load()) }
@@ -140,10 +142,20 @@ func (h *hotState) seed(rtt time.Duration) {
 func (h *hotState) observe(sample time.Duration, now int64) {
 	s := max(float64(sample), 1)
 	if !h.measured() {
-		// The first real sample replaces the seed, a guess.
+		// The first real sample replaces the seed, a guess. One answer is
+		// not a lesson, though: it may have met a stall of the client's
+		// own machine, and an endpoint judged slow is measured again only
+		// after an interval that grows with how slow it looks. Marked
+		// unconfirmed, it is measured once more as soon as the exploration
+		// budget allows (pool.refresh); the second answer then says
+		// whether to follow up at once (improving).
 		storeFloat(&h.est, s)
 		storeFloat(&h.floor, s)
+		h.unconfirmed.Store(true)
 	} else {
+		if h.unconfirmed.Load() {
+			h.unconfirmed.Store(false)
+		}
 		f := loadFloat(&h.floor)
 		fgain := floorGainUp
 		if s < f {

@@ -554,6 +554,13 @@ func (p *pool) refresh(cfg *config, now int64, budget *float64) {
 			due = append(due, int32(i))
 			continue
 		}
+		if h.unconfirmed.Load() && *budget >= 1 {
+			// Measured by one answer only: once more, within the budget
+			// (see hotState.observe).
+			due = append(due, int32(i))
+			*budget--
+			continue
+		}
 		at := h.estAt.Load()
 		ratio := costs[i] / best
 		interval := min(float64(exploreBase)*ratio, float64(cfg.decay)) * exploreJitter(cfg.salt, i, at)

@@ -84,6 +84,9 @@ func newTable(cfg *config, m *clientMetrics) *table {
 		endpoints: make(map[string]*endpoint),
 		wake:      make(chan struct{}, 1),
 		ready:     make(chan struct{}),
+		// A full bucket: a new client can confirm its first answers
+		// before it has sent the requests that would earn the tokens.
+		exploreTokens: exploreBurst,
 	}
 	t.clock = newCoarseClock(cfg.now, t.refresh)
 	t.snap.Store(buildSnapshot(cfg, nil, nil, cfg.now()))
